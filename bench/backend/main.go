@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8000", "address to listen on (port 0 picks a free port)")
+	name := flag.String("name", "backend1", "name reported in bodies and the X-Backend-Name header")
+	quiet := flag.Bool("quiet", false, "print nothing: no startup line, no net/http error log")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
+		os.Exit(1)
+	}
+	srv := &http.Server{
+		Handler:           newHandler(*name),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	if *quiet {
+		srv.ErrorLog = log.New(io.Discard, "", 0)
+	} else {
+		fmt.Printf("backend %s listening on %s\n", *name, ln.Addr())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
+		os.Exit(1)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+}
