@@ -1,0 +1,351 @@
+package codec
+
+import "bytes"
+
+// Default limits, used for zero Limits fields and a nil *Limits.
+const (
+	DefaultMaxTarget = 8 << 10
+	DefaultMaxHead   = 64 << 10
+	DefaultMaxFields = 100
+
+	maxLeadingCRLF = 4 // empty lines ignored before a request-line (RFC 9112 section 2.2)
+)
+
+// Limits bounds what a parser accepts. Zero fields take the defaults; a nil
+// *Limits means all defaults.
+type Limits struct {
+	MaxTarget int // request-target bytes; zero means 8 KiB (over -> ErrTargetTooLong, 414)
+	MaxHead   int // whole head incl. final CRLFCRLF; zero means 64 KiB (over -> ErrHeadTooLarge, 431)
+	MaxFields int // header fields; zero means 100 (over -> ErrTooManyFields, 431)
+}
+
+func (l *Limits) values() (maxTarget, maxHead, maxFields int) {
+	maxTarget, maxHead, maxFields = DefaultMaxTarget, DefaultMaxHead, DefaultMaxFields
+	if l != nil {
+		if l.MaxTarget > 0 {
+			maxTarget = l.MaxTarget
+		}
+		if l.MaxHead > 0 {
+			maxHead = l.MaxHead
+		}
+		if l.MaxFields > 0 {
+			maxFields = l.MaxFields
+		}
+	}
+	return
+}
+
+// Field is one header field line. Name and Value are sub-slices of the parsed
+// input; Value has leading and trailing OWS trimmed. A zero Field has an empty
+// name and value and is never produced by a parser.
+type Field struct{ Name, Value []byte }
+
+// BodyKind says how a message body is delimited (RFC 9112 section 6.3).
+type BodyKind uint8
+
+const (
+	BodyNone    BodyKind = iota // no body
+	BodyLength                  // Content-Length bytes
+	BodyChunked                 // chunked transfer coding
+	BodyClose                   // read until close (responses only)
+)
+
+func (k BodyKind) String() string {
+	switch k {
+	case BodyNone:
+		return "none"
+	case BodyLength:
+		return "length"
+	case BodyChunked:
+		return "chunked"
+	case BodyClose:
+		return "close"
+	}
+	return "BodyKind(?)"
+}
+
+// Framing is the body framing of one message. The zero Framing is BodyNone.
+type Framing struct {
+	Kind   BodyKind
+	Length int64 // for BodyLength: the body size in bytes; ignored otherwise
+}
+
+// headInfo collects what the framing-relevant fields said while a head is
+// scanned. It lives on the stack of Parse.
+type headInfo struct {
+	minor int // HTTP/1.minor of the message, known before fields are scanned
+
+	clCount int
+	cl      int64
+
+	te          bool // some Transfer-Encoding field was seen
+	teChunked   bool // chunked was seen
+	teLastChunk bool // the last coding seen so far is chunked
+	teOther     bool // a registered coding other than chunked was seen
+
+	hostCount int
+	host      []byte
+
+	connClose, connKeepAlive, connUpgrade bool
+	upgrade, expect100                    bool
+	xff                                   int
+}
+
+// parseFields scans field lines from buf[i:] up to and including the empty
+// line that ends the head. It appends to *fields and returns the index just
+// past the final CRLF, or ErrNeedMore when buf ends first.
+func parseFields(buf []byte, i int, fields *[]Field, maxFields int, h *headInfo) (int, error) {
+	fs := *fields
+	defer func() { *fields = fs }()
+	for {
+		rest := buf[i:]
+		p := bytes.IndexByte(rest, '\n')
+		if p < 0 {
+			// RFC 9112 section 5.2: obs-fold is rejected as soon as seen.
+			if len(rest) > 0 && isOWS(rest[0]) {
+				return 0, ErrObsFold
+			}
+			return 0, ErrNeedMore
+		}
+		if p == 0 || rest[p-1] != '\r' {
+			return 0, ErrBareLF // RFC 9112 section 2.2: we accept only CRLF
+		}
+		line := rest[:p-1]
+		i += p + 1
+		if len(line) == 0 {
+			return i, nil
+		}
+		if isOWS(line[0]) {
+			return 0, ErrObsFold // RFC 9112 section 5.2
+		}
+		k := 0
+		for k < len(line) && tcharTab[line[k]] {
+			k++
+		}
+		if k == len(line) || line[k] != ':' {
+			return 0, nameErr(line, k)
+		}
+		if k == 0 {
+			return 0, ErrBadFieldName
+		}
+		v := k + 1
+		for v < len(line) && isOWS(line[v]) {
+			v++
+		}
+		e := v
+		for e < len(line) && valueTab[line[e]] {
+			e++
+		}
+		if e < len(line) {
+			return 0, ctlErr(line[e])
+		}
+		for e > v && isOWS(line[e-1]) {
+			e--
+		}
+		if len(fs) >= maxFields {
+			return 0, ErrTooManyFields
+		}
+		fs = append(fs, Field{Name: line[:k], Value: line[v:e]})
+		if err := h.observe(line[:k], line[v:e], len(fs)-1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// nameErr classifies the byte at line[k] that ended a field name early.
+func nameErr(line []byte, k int) error {
+	if k == len(line) {
+		return ErrBadFieldName // no colon
+	}
+	c := line[k]
+	if isOWS(c) {
+		j := k
+		for j < len(line) && isOWS(line[j]) {
+			j++
+		}
+		if k > 0 && j < len(line) && line[j] == ':' {
+			return ErrSpaceBeforeColon // RFC 9112 section 5.1
+		}
+		return ErrBadFieldName
+	}
+	if err := ctlErr(c); err != nil {
+		return err
+	}
+	return ErrBadFieldName
+}
+
+// observe records what a field means for framing and connection handling.
+// Errors that are certain from this one field are returned at once.
+func (h *headInfo) observe(name, value []byte, idx int) error {
+	switch len(name) {
+	case 4:
+		if eqFold(name, "host") {
+			h.hostCount++
+			if h.hostCount > 1 {
+				return ErrDuplicateHost // RFC 9112 section 3.2
+			}
+			h.host = value
+		}
+	case 6:
+		if eqFold(name, "expect") && eqFold(value, "100-continue") {
+			h.expect100 = true
+		}
+	case 7:
+		if eqFold(name, "upgrade") {
+			h.upgrade = true
+		}
+	case 10:
+		if eqFold(name, "connection") {
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v = nextToken(v)
+				switch {
+				case eqFold(tok, "close"):
+					h.connClose = true
+				case eqFold(tok, "keep-alive"):
+					h.connKeepAlive = true
+				case eqFold(tok, "upgrade"):
+					h.connUpgrade = true
+				}
+			}
+		}
+	case 14:
+		if eqFold(name, "content-length") {
+			n, ok := parseContentLength(value)
+			if !ok || (h.clCount > 0 && n != h.cl) {
+				return ErrBadContentLength // RFC 9110 section 8.6, RFC 9112 section 6.3
+			}
+			h.clCount++
+			h.cl = n
+		}
+	case 15:
+		if h.xff < 0 && eqFold(name, "x-forwarded-for") {
+			h.xff = idx
+		}
+	case 17:
+		if eqFold(name, "transfer-encoding") {
+			return h.observeTE(value)
+		}
+	}
+	return nil
+}
+
+// observeTE applies one Transfer-Encoding field (RFC 9112 section 6.1).
+func (h *headInfo) observeTE(value []byte) error {
+	if h.minor == 0 {
+		return ErrBadTransferEncoding // RFC 9112 section 6.1: faulty framing in HTTP/1.0
+	}
+	h.te = true
+	if len(value) == 0 {
+		return ErrBadTransferEncoding
+	}
+	for v := value; ; {
+		var tok []byte
+		tok, v = nextToken(v)
+		switch {
+		case len(tok) == 0:
+			return ErrBadTransferEncoding
+		case eqFold(tok, "chunked"):
+			if h.teChunked {
+				return ErrBadTransferEncoding // chunked twice, RFC 9112 section 6.1
+			}
+			h.teChunked, h.teLastChunk = true, true
+		case eqFold(tok, "gzip"), eqFold(tok, "deflate"), eqFold(tok, "compress"),
+			eqFold(tok, "x-gzip"), eqFold(tok, "x-compress"):
+			h.teOther, h.teLastChunk = true, false
+		default:
+			for _, c := range tok {
+				if !tcharTab[c] {
+					return ErrBadTransferEncoding // parameters or junk
+				}
+			}
+			return ErrUnknownCoding
+		}
+		if v == nil {
+			return nil
+		}
+	}
+}
+
+// framing settles the body framing from the collected fields. It is shared by
+// requests and responses; callers handle the cases with no body.
+func (h *headInfo) framing() (Framing, error) {
+	if h.te {
+		if h.clCount > 0 {
+			return Framing{}, ErrBothCLAndTE // RFC 9112 section 6.1, smuggling
+		}
+		if !h.teLastChunk {
+			return Framing{}, ErrBadTransferEncoding // RFC 9112 section 6.3 rule 4
+		}
+		if h.teOther {
+			return Framing{}, ErrUnknownCoding
+		}
+		return Framing{Kind: BodyChunked}, nil
+	}
+	if h.clCount > 0 {
+		return Framing{Kind: BodyLength, Length: h.cl}, nil
+	}
+	return Framing{}, nil
+}
+
+func (h *headInfo) keepAlive() bool {
+	if h.connClose {
+		return false
+	}
+	if h.minor == 0 {
+		return h.connKeepAlive
+	}
+	return true
+}
+
+// parseContentLength parses 1*DIGIT of at most 19 digits without overflow.
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 19 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// parseVersion parses "HTTP/1.0" or "HTTP/1.1" (RFC 9112 section 2.3). For a
+// well-formed HTTP/x.y of another version it returns ErrBadVersion, for
+// anything else bad.
+func parseVersion(v []byte, bad error) (int, error) {
+	if len(v) != 8 || string(v[:5]) != "HTTP/" || v[6] != '.' ||
+		v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9' {
+		return 0, bad
+	}
+	if v[5] != '1' || v[7] > '1' {
+		return 0, ErrBadVersion
+	}
+	return int(v[7] - '0'), nil
+}
+
+// getField returns the value of the first field named name, ignoring case.
+func getField(fs []Field, name string) []byte {
+	for i := range fs {
+		if eqFoldAny(fs[i].Name, name) {
+			return fs[i].Value
+		}
+	}
+	return nil
+}
+
+// needMore is the answer for an incomplete head: ErrHeadTooLarge once the
+// input already fills the limit, else ErrNeedMore.
+func needMore(b []byte, maxHead int) error {
+	if len(b) >= maxHead {
+		return ErrHeadTooLarge
+	}
+	return ErrNeedMore
+}

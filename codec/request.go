@@ -1,0 +1,224 @@
+package codec
+
+import "bytes"
+
+// Request is a parsed request head. All []byte fields alias the input passed
+// to Parse and are valid only as long as that input is. Fields is a reused
+// scratch slice: Parse truncates it to zero length and appends, so once it has
+// grown to the usual field count parsing allocates nothing.
+//
+// The zero Request is an empty, unparsed request.
+type Request struct {
+	Method []byte // request method token, case-sensitive (RFC 9110 section 9.1); nil before Parse
+	Target []byte // request-target as sent (RFC 9112 section 3.2); nil before Parse
+	Minor  int    // HTTP/1.Minor: 0 or 1
+	Fields []Field
+
+	Host      []byte  // the Host value (nil if absent; HTTP/1.0 may omit it)
+	Body      Framing // body framing per RFC 9112 section 6; zero means no body
+	KeepAlive bool    // connection persists after this exchange (version default + Connection close/keep-alive); false closes
+	Expect100 bool    // Expect: 100-continue on an HTTP/1.1 request (RFC 9110 section 10.1.1); false: none
+	Upgrade   bool    // Upgrade field present and Connection names "upgrade"; false: no upgrade asked
+
+	// XFF is the index in Fields of the first X-Forwarded-For field, or -1
+	// when there is none. The zero value (before Parse) points at Fields[0]
+	// only by accident: read it only after a successful Parse.
+	XFF int
+}
+
+// Reset empties r, keeping the capacity of Fields.
+func (r *Request) Reset() {
+	*r = Request{Fields: r.Fields[:0], XFF: -1}
+}
+
+// Get returns the value of the first field named name (ASCII
+// case-insensitive), or nil. It does not allocate.
+func (r *Request) Get(name string) []byte { return getField(r.Fields, name) }
+
+// Parse parses a request head from b. It returns the head length (bytes
+// consumed, including any ignored leading empty lines and the final CRLF
+// CRLF), or ErrNeedMore if b holds no complete head yet, or a rejection error.
+// Errors that are already certain in an incomplete head (a bad byte, a bare
+// LF, a request-target over MaxTarget, more than MaxHead bytes without the
+// end of the head) are returned at once rather than waiting for more. A nil
+// *Limits means defaults. Parse resets r first; after an error r holds no
+// meaningful values.
+//
+// Parse re-scans b from the start on every call, so callers should call it
+// again only when new bytes arrived.
+func (r *Request) Parse(b []byte, lim *Limits) (int, error) {
+	r.Reset()
+	maxTarget, maxHead, maxFields := lim.values()
+	buf := b
+	if len(buf) > maxHead {
+		buf = buf[:maxHead]
+	}
+
+	// RFC 9112 section 2.2: ignore a few empty lines before the request-line.
+	off := 0
+	for off < len(buf) && (buf[off] == '\r' || buf[off] == '\n') {
+		if buf[off] == '\n' {
+			return 0, ErrBareLF
+		}
+		if off+1 == len(buf) {
+			return 0, needMore(b, maxHead)
+		}
+		if buf[off+1] != '\n' {
+			return 0, ErrBareCR
+		}
+		off += 2
+		if off > 2*maxLeadingCRLF {
+			return 0, ErrBadRequestLine
+		}
+	}
+
+	p := bytes.IndexByte(buf[off:], '\n')
+	if p < 0 {
+		if err := partialRequestLine(buf[off:], maxTarget); err != nil {
+			return 0, err
+		}
+		return 0, needMore(b, maxHead)
+	}
+	if p == 0 || buf[off+p-1] != '\r' {
+		return 0, ErrBareLF
+	}
+	if err := r.parseRequestLine(buf[off:off+p-1], maxTarget); err != nil {
+		return 0, err
+	}
+
+	h := headInfo{minor: r.Minor, xff: -1}
+	n, err := parseFields(buf, off+p+1, &r.Fields, maxFields, &h)
+	if err != nil {
+		if err == ErrNeedMore {
+			err = needMore(b, maxHead)
+		}
+		return 0, err
+	}
+
+	// RFC 9112 section 3.2: HTTP/1.1 requires exactly one Host.
+	if h.hostCount == 0 && r.Minor == 1 {
+		return 0, ErrMissingHost
+	}
+	if h.host != nil {
+		for _, c := range h.host {
+			if !hostTab[c] {
+				return 0, ErrBadHost
+			}
+		}
+		r.Host = h.host
+	}
+	f, err := h.framing()
+	if err != nil {
+		return 0, err
+	}
+	// RFC 9112 section 6.3 rule 7: a request with neither field has no body.
+	r.Body = f
+	r.KeepAlive = h.keepAlive()
+	r.Expect100 = h.expect100 && r.Minor == 1
+	r.Upgrade = h.upgrade && h.connUpgrade
+	r.XFF = h.xff
+	return n, nil
+}
+
+// parseRequestLine parses "method SP request-target SP HTTP-version" (RFC 9112
+// section 3) from line, which excludes the CRLF.
+func (r *Request) parseRequestLine(line []byte, maxTarget int) error {
+	m := 0
+	for m < len(line) && tcharTab[line[m]] {
+		m++
+	}
+	if m == len(line) || line[m] != ' ' {
+		if m < len(line) && m > 0 {
+			return ErrBadMethod
+		}
+		return ErrBadRequestLine
+	}
+	if m == 0 {
+		return ErrBadRequestLine
+	}
+	t := m + 1
+	e := t
+	for e < len(line) && targetTab[line[e]] {
+		e++
+	}
+	if e-t > maxTarget {
+		return ErrTargetTooLong
+	}
+	if e == t || e == len(line) || line[e] != ' ' {
+		if e < len(line) && line[e] == '\r' {
+			return ErrBareCR
+		}
+		return ErrBadRequestLine
+	}
+	minor, err := parseVersion(line[e+1:], ErrBadRequestLine)
+	if err != nil {
+		return err
+	}
+	r.Method, r.Target, r.Minor = line[:m], line[t:e], minor
+	return checkTargetForm(r.Method, r.Target)
+}
+
+// checkTargetForm enforces the four request-target forms of RFC 9112 section
+// 3.2: origin-form for most requests, absolute-form, authority-form only (and
+// always) for CONNECT, asterisk-form only for OPTIONS.
+func checkTargetForm(method, target []byte) error {
+	if string(method) == "CONNECT" {
+		if target[0] == '/' || target[0] == '*' {
+			return ErrBadRequestLine
+		}
+		return nil
+	}
+	switch c := target[0]; {
+	case c == '/':
+		return nil
+	case c == '*':
+		if len(target) == 1 && string(method) == "OPTIONS" {
+			return nil
+		}
+		return ErrBadRequestLine
+	case (c|0x20) >= 'a' && (c|0x20) <= 'z':
+		// absolute-form: scheme ":" hier-part (RFC 3986 section 3)
+		for i := 1; i < len(target); i++ {
+			c := target[i]
+			if c == ':' {
+				return nil
+			}
+			if !(c|0x20 >= 'a' && c|0x20 <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+				break
+			}
+		}
+	}
+	return ErrBadRequestLine
+}
+
+// partialRequestLine reports errors already certain in an incomplete
+// request-line: a bad method byte, or a request-target over the limit.
+func partialRequestLine(b []byte, maxTarget int) error {
+	m := 0
+	for m < len(b) && tcharTab[b[m]] {
+		m++
+	}
+	if m == len(b) {
+		return nil
+	}
+	if b[m] != ' ' || m == 0 {
+		if c := b[m]; c == '\r' && m+1 < len(b) {
+			return ErrBareCR
+		} else if c == '\r' {
+			return nil
+		}
+		if m == 0 {
+			return ErrBadRequestLine
+		}
+		return ErrBadMethod
+	}
+	t := m + 1
+	e := t
+	for e < len(b) && targetTab[b[e]] {
+		e++
+	}
+	if e-t > maxTarget {
+		return ErrTargetTooLong
+	}
+	return nil
+}
