@@ -1,0 +1,103 @@
+// Package ratelimit is pace's per-client request limiter: a sharded,
+// lock-striped sliding-window limiter ([Limiter]), the extraction of a
+// client key from a request ([Extractor]), and the RateLimit response fields.
+//
+// # Rule
+//
+// With max_requests N and window W, a request from key k at time now is
+// admitted when fewer than N requests from k were admitted in the trailing
+// window (now-W, now]. The window is half-open: a request admitted exactly W
+// ago no longer counts. Denied requests are not recorded. With the default
+// 10 per 60 s, ten requests at t=0 are admitted, requests during (0, 60) s are
+// denied, and at t=60 s exactly the first ten have left the window, so the
+// next one is admitted. There is no fixed-window burst: in any interval of
+// length W at most N requests are admitted.
+//
+// Times are milliseconds since the Limiter was built, read from the clock
+// given to [New] (time.Now by default, which is monotonic). Each shard
+// never lets its clock go backwards: a reading older than the last one seen
+// by that shard is treated as the last one.
+//
+// # State per key
+//
+// For N <= [ExactLimit] (64) the rule is exact: each key owns a log of N
+// uint32 timestamps (0 = empty) in a per-shard slab, allocated in pages of
+// 256 slots; the map holds only Key -> slot index, so it contains no
+// pointers. A decision scans the N entries (one or two cache lines for small
+// N). A 10/60 s key costs 16 bytes (its Key, kept for deletion by the sweep)
+// + 40 bytes of timestamps + its map entry, about 90 bytes in all
+// (TestMemoryPerKey measures it and fails above 100 bytes).
+//
+// For N > 64 the state is O(1) per key: 17 uint32 counters of a ring of
+// buckets of width B = ceil(W/16), plus the newest bucket number. A request in
+// bucket b counts until the end of b plus W, that is for W + at most B. So
+// this mode never admits more than N in any trailing window, like the exact
+// mode, but may deny a request that the exact rule would admit: a counted
+// request is held for up to W/16 (6.25%) longer than exact. Retry-After and
+// the reset time report that conservative schedule.
+//
+// # Sweeping and max_keys
+//
+// Every Allow advances its shard's clock hand over 2 slots and releases
+// those whose keys have expired, so keys are reclaimed incrementally and no
+// request ever waits for a full scan. [Limiter.Sweep] lets a ticker
+// reclaim faster when traffic is low. A shard that has seen no request for
+// W (W + B in bucketed mode) holds only expired keys and is dropped whole,
+// giving its memory back, on its next request.
+//
+// max_keys is split evenly over the shards; a shard tracks at most its share.
+// A new key arriving at a full shard makes the hand examine up to 64 more
+// slots; an expired key found there is reclaimed ([Limiter.Evicted] counts
+// these) and the new key takes its place. If none is found the request is
+// denied, with Retry-After set to when the soonest of the examined keys
+// expires, and counted by [Limiter.Rejected]. That is the safe choice: live
+// keys are never evicted (evicting one would reset its quota, so a client
+// rotating keys could escape its limit), and nothing is admitted untracked.
+// Keys already tracked are unaffected.
+//
+// # Clock
+//
+// Timestamps are uint32 milliseconds, compared modulo 2^32 (49.7 days);
+// bucket numbers modulo 2^31. The window is at most one week, and a shard
+// whose hand has not completed a cycle within 2^29 ms (6.2 days) completes it
+// on its next request (bounded by that shard's share of max_keys, and only
+// ever needed by shards whose traffic is too sparse for the hand to get
+// round), so no stored time is ever older than 2^31 ms when read.
+//
+// # Keys
+//
+// A [Key] is 16 bytes: IPv4 addresses (and IPv4-mapped IPv6 peers) as
+// ::ffff:a.b.c.d, IPv6 addresses as is, and header values as a 128-bit hash
+// seeded per process (so nobody can precompute collisions). Each IPv6
+// address is its own key.
+//
+// The client address is the TCP peer unless the peer is in trusted_proxies;
+// then it is the rightmost X-Forwarded-For element that is not itself a
+// trusted proxy, or X-Real-IP when X-Forwarded-For is absent (see
+// [Extractor.ClientIP]). Headers from untrusted peers are ignored, so a
+// client cannot choose its own key by sending them. The RFC 7239 Forwarded
+// field is not read. Addresses are parsed from []byte by a small parser
+// that accepts what net/netip accepts (zones excluded) without allocating.
+//
+// # Response fields
+//
+// [Limiter.AppendHeaders] writes RateLimit-Policy and RateLimit in the syntax
+// of draft-ietf-httpapi-ratelimit-headers-10 (the Structured Fields syntax
+// introduced in -08), plus Retry-After (RFC 9110 section 10.2.3) on denials:
+//
+//	RateLimit-Policy: "default";q=10;w=60
+//	RateLimit: "default";r=0;t=42
+//	Retry-After: 7
+//
+// # Concurrency
+//
+// A Limiter is used by every event loop at once. Keys are spread over a
+// power-of-two number of shards (default: the smallest power of two >=
+// 16*GOMAXPROCS) by a seeded multiply-mix of the 16 key bytes; each shard has
+// its own sync.Mutex, map and slab, padded to its own cache lines. Allow
+// holds one shard mutex for a bounded amount of work (N or 17 words, plus
+// 2 swept slots, 64 more when the shard is full) and does not allocate for
+// a tracked key; inserting a key may grow the shard's map or add a page.
+// Keys, Evicted and Rejected read per-shard atomics without locking. An
+// Extractor is immutable and needs no locking.
+package ratelimit
