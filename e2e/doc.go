@@ -14,7 +14,9 @@
 //     traffic);
 //   - the stress suite behind the "stress" build tag (slowloris, connection
 //     and fd exhaustion, slow readers of large bodies, a two-million-request
-//     soak), run with
+//     soak).
+//
+// The fast part runs with "go test ./e2e/"; the stress part with
 //
 //	go test -tags stress -run Stress -timeout 30m ./e2e/
 //
