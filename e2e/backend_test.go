@@ -375,7 +375,7 @@ func checkMessage(m *message) []string {
 	if v := m.Header.Get("X-Forwarded-Proto"); v != "http" {
 		bad = append(bad, fmt.Sprintf("X-Forwarded-Proto = %q, want http", v))
 	}
-	for _, h := range []string{"Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Upgrade", "Proxy-Authorization"} {
+	for _, h := range []string{"Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Proxy-Authorization"} {
 		if v, ok := m.Header[h]; ok {
 			bad = append(bad, fmt.Sprintf("hop-by-hop field %s: %q forwarded (RFC 9110 7.6.1)", h, v))
 		}
