@@ -22,6 +22,7 @@
 #   --ab on|off           also run the manual's "ab -n 10000 -c 50"  (BENCH_AB)
 #   --c10k                also 10,000 busy keep-alive connections    (BENCH_C10K=1)
 #   --out DIR             where results.md/.tsv and raw logs go (bench/out)
+#   BENCH_PACE_BIN=FILE   measure this pace binary instead of building one
 #
 # Only 127.0.0.1 is used. Every process started here is stopped on exit.
 # Exit status: 0 when every selected, installed proxy passed its checks,
@@ -219,7 +220,10 @@ SELECTED=()
 for p in "${PROXY_LIST[@]}"; do
 	case $p in
 	pace)
-		if go build -o "$TMP/pace" . >"$TMP/pace-build.log" 2>&1; then
+		if [ -n "${BENCH_PACE_BIN:-}" ]; then
+			cp "$BENCH_PACE_BIN" "$TMP/pace" || die "cannot copy BENCH_PACE_BIN=$BENCH_PACE_BIN"
+			SELECTED+=(pace)
+		elif go build -o "$TMP/pace" . >"$TMP/pace-build.log" 2>&1; then
 			SELECTED+=(pace)
 		else
 			note "skip pace: 'go build -o pace .' does not build yet:"
@@ -597,7 +601,7 @@ note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rat
 	echo "$(date -u '+%Y-%m-%d %H:%M:%SZ') on $(nproc) CPUs ($(uname -r)); $ROUNDS round(s) of $DURATION;" \
 		"workers $WORKERS; rate limit $RATELIMIT; ulimit -n $NOFILE."
 	echo "wrk threads 2, keep-alive; ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
-	echo "req/s and latencies are medians over rounds; errors are summed (non-2xx/4xx-5xx + socket errors);"
+	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
 	echo "peak RSS is the proxy's process tree; \"vs pace\" is the median over rounds of req/s ÷ pace's req/s in that round."
 	[ -n "$FAILED" ] && echo && echo "**Failed checks:**$FAILED (no rows)."
 	echo
