@@ -77,6 +77,7 @@ type headInfo struct {
 
 	clCount int
 	cl      int64
+	clRaw   []byte
 
 	te          bool // some Transfer-Encoding field was seen
 	teChunked   bool // chunked was seen
@@ -211,12 +212,20 @@ func (h *headInfo) observe(name, value []byte, idx int) error {
 		}
 	case 14:
 		if eqFold(name, "content-length") {
-			n, ok := parseContentLength(value)
-			if !ok || (h.clCount > 0 && n != h.cl) {
-				return ErrBadContentLength // RFC 9110 section 8.6, RFC 9112 section 6.3
+			// RFC 9110 section 8.6: repeats must be byte-identical ("5" and
+			// "05" are rejected like net/http does).
+			if h.clCount > 0 {
+				if !bytes.Equal(value, h.clRaw) {
+					return ErrBadContentLength
+				}
+			} else {
+				n, ok := parseContentLength(value)
+				if !ok {
+					return ErrBadContentLength // RFC 9112 section 6.3 rule 5
+				}
+				h.cl, h.clRaw = n, value
 			}
 			h.clCount++
-			h.cl = n
 		}
 	case 15:
 		if h.xff < 0 && eqFold(name, "x-forwarded-for") {
