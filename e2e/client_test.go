@@ -56,7 +56,8 @@ func readResponse(br *bufio.Reader, method string) (*response, error) {
 		}
 		out.Status, out.Header, out.Close = res.StatusCode, res.Header, res.Close
 		out.Body, out.BodyErr = io.ReadAll(res.Body)
-		if out.BodyErr == nil && res.ContentLength >= 0 && int64(len(out.Body)) != res.ContentLength {
+		bodyless := method == "HEAD" || res.StatusCode == 204 || res.StatusCode == 304
+		if out.BodyErr == nil && !bodyless && res.ContentLength >= 0 && int64(len(out.Body)) != res.ContentLength {
 			out.BodyErr = errTruncated
 		}
 		return out, nil
