@@ -258,28 +258,37 @@ func (p *proxy) Alive() bool {
 // configured shutdown timeout plus a second of slack.
 func (p *proxy) Stop(t testing.TB) time.Duration {
 	t.Helper()
+	d, err := p.stop()
+	if err != nil {
+		t.Error(err)
+	}
+	return d
+}
+
+// stop is Stop for use off the test goroutine.
+func (p *proxy) stop() (time.Duration, error) {
 	start := time.Now()
 	if !p.Alive() {
-		t.Fatalf("%v before Stop: %v; output:\n%s", errProxyExited, p.err, p.out)
+		return 0, fmt.Errorf("%w before SIGTERM: %v; output:\n%s", errProxyExited, p.err, p.out)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	limit, err := time.ParseDuration(p.cfg.shutdownTimeout())
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	select {
 	case <-p.done:
 	case <-time.After(limit + time.Second):
 		p.cmd.Process.Kill()
 		<-p.done
-		t.Fatalf("%v (%v); output:\n%s", errStopTimeout, limit, p.out)
+		return time.Since(start), fmt.Errorf("%w (%v); output:\n%s", errStopTimeout, limit, p.out)
 	}
 	if p.err != nil {
-		t.Errorf("proxy exit after SIGTERM = %v, want status 0; output:\n%s", p.err, p.out)
+		return time.Since(start), fmt.Errorf("proxy exit after SIGTERM = %v, want status 0; output:\n%s", p.err, p.out)
 	}
-	return time.Since(start)
+	return time.Since(start), nil
 }
 
 // procStatus reads a field such as "VmRSS" (in kB) from /proc/PID/status.
