@@ -1,0 +1,124 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Sentinel errors.
+var (
+	ErrBadDuration = errors.New("bad duration")
+	ErrBadSize     = errors.New("bad size")
+)
+
+// Duration is a time.Duration written in TOML as a string such as "10s",
+// "1m30s" or "250ms" (time.ParseDuration syntax), or as an integer number
+// of seconds. The zero value means "use the section's default".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler for go-toml.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(bytes.TrimSpace(b))
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		*d = Duration(time.Duration(n) * time.Second)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Or returns d as a time.Duration, or def when d is zero.
+func (d Duration) Or(def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return time.Duration(d)
+}
+
+// Size is a byte count written in TOML as an integer or a string with a
+// binary suffix: "256KiB", "4MiB", "1GiB" (also "k", "m", "g", "KB"...,
+// all powers of 1024). The zero value means "use the section's default".
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler for go-toml.
+func (s *Size) UnmarshalText(b []byte) error {
+	t := strings.TrimSpace(string(b))
+	mult := int64(1)
+	lower := strings.ToLower(t)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(lower, u.suf) {
+			mult = u.m
+			t = strings.TrimSpace(t[:len(t)-len(u.suf)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%w %q: want e.g. 65536 or \"256KiB\"", ErrBadSize, string(b))
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// Or returns s as an int, or def when s is zero.
+func (s Size) Or(def int) int {
+	if s == 0 {
+		return def
+	}
+	return int(s)
+}
+
+// Load decodes the TOML file at path into v (a pointer to a struct whose
+// fields are the sections). Unknown keys are rejected with their path, as
+// are values of the wrong type.
+func Load(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return Decode(b, v)
+}
+
+// Decode is Load on bytes already read.
+func Decode(b []byte, v any) error {
+	d := toml.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			keys := make([]string, 0, len(sm.Errors))
+			for _, e := range sm.Errors {
+				keys = append(keys, strings.Join(e.Key(), "."))
+			}
+			return fmt.Errorf("unknown key(s): %s", strings.Join(keys, ", "))
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			k := strings.Join(de.Key(), ".")
+			if k != "" {
+				return fmt.Errorf("line %d, column %d (%s): %v", row, col, k, de)
+			}
+			return fmt.Errorf("line %d, column %d: %v", row, col, de)
+		}
+		return err
+	}
+	return nil
+}

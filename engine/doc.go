@@ -1,0 +1,27 @@
+// Package engine is pace's proxy: gnet event loops that accept client
+// connections, parse requests with package codec, consult the rate
+// limiter, pick a backend round robin, reuse a pooled keep-alive upstream
+// connection owned by the same loop (or dial one off the loop and enroll
+// it into that loop), and splice the response back while injecting
+// headers. It also answers /metrics itself and drains gracefully.
+//
+// Concurrency: every session (client connection) and every upstream
+// connection belongs to one event loop, and all of its state is touched
+// only on that loop's goroutine — in gnet callbacks, or in functions run
+// with EventLoop.Execute. Functions in this package say where they may be
+// called: "loop" means only on the owning event loop, "any" means from any
+// goroutine. Nothing on the request path takes a lock except the rate
+// limiter's shard lock and the metrics' per-histogram lock.
+//
+// Bytes returned by gnet's Peek alias a buffer shared by the whole loop:
+// they are parsed and copied (or written onward) inside the callback and
+// never kept after it returns.
+//
+// Backpressure: gnet always reads a readable socket and its outbound
+// buffers are unbounded, so pace bounds them itself. When more than
+// buffer_limit bytes wait for a slow peer, the connection feeding it is
+// parked: its descriptor is duplicated, gnet lets go of the original, and
+// the kernel's socket buffers (and TCP flow control) hold the rest until
+// the slow side drains below a quarter of the limit; then the duplicate
+// is enrolled into the same loop again. See park.go.
+package engine

@@ -1,0 +1,399 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/pace-proxy/pace/codec"
+	"github.com/pace-proxy/pace/metrics"
+	"github.com/pace-proxy/pace/ratelimit"
+	"github.com/pace-proxy/pace/upstream"
+)
+
+// Sentinel errors.
+var (
+	ErrStopped = errors.New("engine: stopped")
+)
+
+// Options are what New needs besides the [server] section.
+type Options struct {
+	Server    Config
+	Upstreams upstream.Config
+	RateLimit ratelimit.Config
+	Metrics   metrics.Config
+	Log       *slog.Logger
+}
+
+// Engine is a running (or ready to run) proxy.
+type Engine struct {
+	gnet.BuiltinEventEngine
+
+	log       *slog.Logger
+	bal       *upstream.Balancer
+	lim       *ratelimit.Limiter // nil when rate limiting is off
+	ext       *ratelimit.Extractor
+	met       *metrics.Metrics
+	limits    codec.Limits
+	metrics   string // endpoint path, "" when off
+	proxyHdr  []byte
+	retries   int
+	access    *accessLog // nil when neither access_log nor debug
+	listen    string
+	workers   int
+	maxConns  int64
+	bufLimit  int
+	lowWater  int
+	headerTO  int64
+	idleTO    int64
+	respTO    int64
+	upIdleTO  int64
+	maxIdle   int
+	shutdownT time.Duration
+
+	mu       sync.Mutex
+	loops    []*loop
+	loopOf   sync.Map // gnet.EventLoop -> *loop
+	eng      gnet.Engine
+	booted   chan struct{}
+	bootOnce sync.Once
+
+	draining atomic.Bool
+	clients  atomic.Int64
+	uplinks  atomic.Int64
+	fdBudget int64
+
+	xbackend [][]codec.Field // per backend: the X-Backend field
+	hostHdr  []byte          // Host sent for HTTP/1.0 requests without one
+}
+
+// New builds an engine from validated sections.
+func New(o Options) (*Engine, error) {
+	for _, v := range []interface{ Validate() error }{&o.Server, &o.Upstreams, &o.RateLimit, &o.Metrics} {
+		if err := v.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{
+		log:       log,
+		bal:       upstream.NewBalancer(&o.Upstreams, log),
+		proxyHdr:  []byte(o.Server.proxyHeader()),
+		retries:   o.Upstreams.Retries(),
+		listen:    o.Server.listen(),
+		workers:   o.Server.workers(),
+		maxConns:  int64(o.Server.maxConns()),
+		bufLimit:  o.Server.BufferLimit.Or(256 << 10),
+		headerTO:  int64(o.Server.headerTimeout()),
+		idleTO:    int64(o.Server.idleTimeout()),
+		respTO:    int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
+		upIdleTO:  int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
+		maxIdle:   o.Upstreams.MaxIdle,
+		shutdownT: o.Server.shutdownTimeout(),
+		booted:    make(chan struct{}),
+	}
+	if e.maxIdle == 0 {
+		e.maxIdle = 64
+	}
+	e.lowWater = e.bufLimit / 4
+	e.limits = codec.Limits{
+		MaxTarget: o.Server.MaxURISize.Or(8 << 10),
+		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),
+		MaxFields: o.Server.MaxHeaderFields,
+	}
+	if o.Metrics.On() {
+		e.metrics = o.Metrics.Path()
+	}
+	if o.RateLimit.Enabled == nil || *o.RateLimit.Enabled {
+		lim, err := ratelimit.New(o.RateLimit, nil)
+		if err != nil {
+			return nil, err
+		}
+		e.lim = lim
+	}
+	ext, err := ratelimit.NewExtractor(o.RateLimit)
+	if err != nil {
+		return nil, err
+	}
+	e.ext = ext
+	names := make([]string, len(e.bal.Backends))
+	for i, b := range e.bal.Backends {
+		names[i] = b.Addr
+	}
+	var keys, full func() float64
+	if e.lim != nil {
+		keys = func() float64 { return float64(e.lim.Keys()) }
+		full = func() float64 { return float64(e.lim.Evicted()) }
+	}
+	e.met = metrics.New(names, keys, full)
+	e.bal.OnState = func(b *upstream.Backend, up bool) {
+		v := int32(0)
+		if up {
+			v = 1
+		}
+		e.met.BackendUp[b.Index].Store(v)
+	}
+	if o.Server.AccessLog || log.Enabled(context.Background(), slog.LevelDebug) {
+		e.access = newAccessLog(log, o.Server.AccessLog)
+	}
+	for _, b := range e.bal.Backends {
+		e.xbackend = append(e.xbackend, []codec.Field{{Name: []byte("X-Backend"), Value: []byte(b.Addr)}})
+	}
+	e.hostHdr = []byte(e.listen)
+	e.fdBudget = fdBudget(e)
+	return e, nil
+}
+
+// fdBudget raises the soft open-file limit to the hard one and lowers
+// max_connections so that accept can never fail with EMFILE: gnet stops
+// the whole engine on an accept error. Each client may hold one upstream
+// connection, idle pools hold more, and a reserve covers listeners, logs
+// and dials in flight.
+func fdBudget(e *Engine) int64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1 << 30
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	limit := int64(rl.Cur)
+	reserve := int64(64 + 2*e.workers)
+	idle := int64(e.maxIdle * len(e.bal.Backends) * e.workers)
+	avail := limit - reserve
+	if idle > avail/4 {
+		idle = avail / 4
+	}
+	if m := (avail - idle) / 2; m < e.maxConns {
+		if m < 1 {
+			m = 1
+		}
+		e.log.Warn("max_connections lowered to fit the open-file limit", "max_connections", m, "requested", e.maxConns, "nofile", limit)
+		e.maxConns = m
+	}
+	return avail
+}
+
+// Addr is the configured listen address.
+func (e *Engine) Addr() string { return e.listen }
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *metrics.Metrics { return e.met }
+
+// Run serves until Shutdown or a fatal error. It blocks. If the gnet
+// engine stops by itself (not through Shutdown), Run logs the error and
+// starts it again, so that one failure cannot take the proxy down.
+func (e *Engine) Run() error {
+	for {
+		err := gnet.Run(e, "tcp://"+e.listen,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(e.workers),
+			gnet.WithReusePort(true),
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReadBufferCap(64<<10),
+			gnet.WithLogger(gnetLogger{e.log}),
+		)
+		if e.draining.Load() {
+			return nil
+		}
+		if err != nil && e.booting() {
+			return fmt.Errorf("listen %s: %w", e.listen, err)
+		}
+		e.log.Error("event engine stopped unexpectedly; restarting", "err", err)
+		e.mu.Lock()
+		e.loops = nil
+		e.mu.Unlock()
+		e.loopOf = sync.Map{}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// booting reports whether OnBoot has not run yet (a start-up failure).
+func (e *Engine) booting() bool {
+	select {
+	case <-e.booted:
+		return false
+	default:
+		return true
+	}
+}
+
+// Ready is closed once the engine listens.
+func (e *Engine) Ready() <-chan struct{} { return e.booted }
+
+// OnBoot implements gnet.EventHandler.
+func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.mu.Lock()
+	e.eng = eng
+	e.mu.Unlock()
+	e.bootOnce.Do(func() {
+		close(e.booted)
+		go e.ticker()
+	})
+	return gnet.None
+}
+
+// Shutdown drains: new connections are refused, idle keep-alive clients
+// are closed, busy ones finish their request and get Connection: close.
+// It returns once no client connection is left or ctx expires, then stops
+// the event loops. Any goroutine.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	if e.draining.Swap(true) {
+		return nil
+	}
+	e.log.Info("draining", "clients", e.clients.Load(), "timeout", e.shutdownT)
+	e.each(func(lp *loop) { lp.drain() })
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var err error
+wait:
+	for e.clients.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			e.log.Warn("shutdown timeout: closing remaining connections", "clients", e.clients.Load())
+			break wait
+		case <-t.C:
+			e.each(func(lp *loop) { lp.drain() })
+		}
+	}
+	e.mu.Lock()
+	eng := e.eng
+	e.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := eng.Stop(sctx); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) {
+		err = serr
+	}
+	if e.access != nil {
+		e.access.close()
+	}
+	return err
+}
+
+// ShutdownTimeout is the configured drain bound.
+func (e *Engine) ShutdownTimeout() time.Duration { return e.shutdownT }
+
+// Draining reports whether Shutdown has begun.
+func (e *Engine) Draining() bool { return e.draining.Load() }
+
+// each runs f on every loop, on that loop. Any goroutine.
+func (e *Engine) each(f func(lp *loop)) {
+	e.mu.Lock()
+	loops := append([]*loop(nil), e.loops...)
+	e.mu.Unlock()
+	for _, lp := range loops {
+		lp := lp
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			f(lp)
+			return nil
+		}))
+	}
+}
+
+// loopFor returns the state of c's event loop, creating it on first use.
+// Loop.
+func (e *Engine) loopFor(c gnet.Conn) *loop {
+	el := c.EventLoop()
+	if v, ok := e.loopOf.Load(el); ok {
+		return v.(*loop)
+	}
+	lp := newLoop(e, el)
+	e.loopOf.Store(el, lp)
+	e.mu.Lock()
+	e.loops = append(e.loops, lp)
+	e.mu.Unlock()
+	return lp
+}
+
+// ticker drives each loop's timers: a sweep for deadlines every 100ms,
+// and a 2ms check while a loop has parked or flushing connections.
+func (e *Engine) ticker() {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	n := 0
+	for range t.C {
+		n++
+		sweep := n%50 == 0
+		e.mu.Lock()
+		loops := e.loops
+		e.mu.Unlock()
+		for _, lp := range loops {
+			if !sweep && lp.watching.Load() == 0 {
+				continue
+			}
+			if lp.queued.Swap(true) {
+				continue
+			}
+			_ = lp.el.Execute(context.Background(), lp.tickFn(sweep))
+		}
+	}
+}
+
+// OnOpen implements gnet.EventHandler. Loop.
+func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	switch v := c.Context().(type) {
+	case *upconn:
+		v.opened(c)
+		return nil, gnet.None
+	case *session:
+		v.reopened(c)
+		return nil, gnet.None
+	}
+	e.met.ClientAccepted.Inc()
+	if e.draining.Load() || e.clients.Load() >= e.maxConns {
+		e.met.ClientRejected.Inc()
+		return nil, gnet.Close
+	}
+	lp := e.loopFor(c)
+	lp.newSession(c)
+	return nil, gnet.None
+}
+
+// OnClose implements gnet.EventHandler. Loop.
+func (e *Engine) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch v := c.Context().(type) {
+	case *session:
+		if v.cl.c == c {
+			v.closed(err)
+		}
+	case *upconn:
+		if v.c == c {
+			v.closed(c)
+		}
+	}
+	return gnet.None
+}
+
+// OnTraffic implements gnet.EventHandler. Loop.
+func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
+	switch v := c.Context().(type) {
+	case *session:
+		return v.onClientData(c)
+	case *upconn:
+		return v.onData(c)
+	}
+	return gnet.Close
+}
+
+// gnetLogger routes gnet's own log lines into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }

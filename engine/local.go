@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"strconv"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/pace-proxy/pace/metrics"
+)
+
+var methodsBytes = func() [][]byte {
+	out := make([][]byte, len(metrics.Methods))
+	for i, m := range metrics.Methods {
+		out[i] = []byte(m)
+	}
+	return out
+}()
+
+// serveMetrics answers the metrics endpoint from the loop. The exposition
+// is small (a few KiB) and rendering it takes microseconds. Loop.
+func (s *session) serveMetrics() {
+	e := s.lp.e
+	if s.method != 0 && s.method != 1 {
+		s.closeAfter = true
+		s.local(405, "Method Not Allowed", "405 Method Not Allowed: use GET\n")
+		return
+	}
+	b := bytebufferpool.Get()
+	e.met.WritePrometheus(b)
+	h := s.lp.head[:0]
+	h = append(h, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: "...)
+	h = strconv.AppendInt(h, int64(len(b.B)), 10)
+	h = append(h, "\r\n"...)
+	h = appendConnection(h, s.closeAfter, s.minor)
+	h = append(h, "\r\n"...)
+	_, _ = s.cl.c.Write(h)
+	if !s.isHead {
+		_, _ = s.cl.c.Write(b.B)
+	}
+	s.lp.head = h[:0]
+	s.status = 200
+	s.bytesOut = int64(len(b.B))
+	bytebufferpool.Put(b)
+	e.met.Observe(s.method, 200, float64(nanotime()-s.start)/1e9)
+}

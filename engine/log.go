@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+)
+
+var errUnaskedUpgrade = errors.New("101 Switching Protocols to a request that asked for no upgrade")
+
+const (
+	levelDebug = slog.LevelDebug
+	levelInfo  = slog.LevelInfo
+	levelWarn  = slog.LevelWarn
+)
+
+// accessLog writes request lines and the engine's per-event log lines
+// from its own goroutine, so an event loop never blocks on a slow log
+// writer. When the queue is full, lines are dropped and counted.
+type accessLog struct {
+	log     *slog.Logger
+	always  bool // access_log = true: request lines at info
+	ch      chan logEntry
+	wg      sync.WaitGroup
+	once    sync.Once
+	mu      sync.Mutex
+	dropped int
+}
+
+type logEntry struct {
+	level slog.Level
+	msg   string
+	buf   *bytebufferpool.ByteBuffer // a pre-formatted request line
+	attrs []any
+}
+
+func newAccessLog(log *slog.Logger, always bool) *accessLog {
+	a := &accessLog{log: log, always: always, ch: make(chan logEntry, 4096)}
+	a.wg.Add(1)
+	go a.run()
+	return a
+}
+
+func (a *accessLog) run() {
+	defer a.wg.Done()
+	for en := range a.ch {
+		if en.buf != nil {
+			lvl := slog.LevelDebug
+			if a.always {
+				lvl = slog.LevelInfo
+			}
+			a.log.Log(context.Background(), lvl, "request", "line", string(en.buf.B))
+			bytebufferpool.Put(en.buf)
+			continue
+		}
+		a.log.Log(context.Background(), en.level, en.msg, en.attrs...)
+	}
+}
+
+func (a *accessLog) send(en logEntry) {
+	select {
+	case a.ch <- en:
+	default:
+		a.mu.Lock()
+		a.dropped++
+		a.mu.Unlock()
+		if en.buf != nil {
+			bytebufferpool.Put(en.buf)
+		}
+	}
+}
+
+// request queues one access line: client method target status backend
+// duration bytes. Loop.
+func (a *accessLog) request(s *session) {
+	b := bytebufferpool.Get()
+	b.B = append(b.B, s.ip...)
+	b.B = append(b.B, ' ')
+	if s.method == len(methodsBytes)-1 {
+		b.B = append(b.B, "OTHER"...)
+	} else {
+		b.B = append(b.B, methodsBytes[s.method]...)
+	}
+	b.B = append(b.B, ' ')
+	b.B = append(b.B, s.target...)
+	b.B = append(b.B, ' ')
+	b.B = strconv.AppendInt(b.B, int64(s.status), 10)
+	b.B = append(b.B, ' ')
+	if s.be != nil {
+		b.B = append(b.B, s.be.Addr...)
+	} else {
+		b.B = append(b.B, '-')
+	}
+	b.B = append(b.B, ' ')
+	b.B = strconv.AppendFloat(b.B, float64(nanotime()-s.start)/1e6, 'f', 3, 64)
+	b.B = append(b.B, "ms "...)
+	b.B = strconv.AppendInt(b.B, s.bytesOut, 10)
+	a.send(logEntry{buf: b})
+}
+
+func (a *accessLog) close() {
+	a.once.Do(func() {
+		close(a.ch)
+		done := make(chan struct{})
+		go func() { a.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	})
+}
+
+// logf logs an event line without blocking the loop when the async
+// writer is on; otherwise directly (only at enabled levels). Any.
+func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
+	if !e.log.Enabled(context.Background(), level) {
+		return
+	}
+	if e.access != nil && !e.draining.Load() {
+		e.access.send(logEntry{level: level, msg: msg, attrs: attrs})
+		return
+	}
+	e.log.Log(context.Background(), level, msg, attrs...)
+}

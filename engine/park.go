@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"os"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// link is one side of a proxied exchange: a gnet connection that can be
+// parked. gnet has no way to stop reading a socket, so to apply
+// backpressure pace parks the connection: it duplicates the descriptor,
+// saves what gnet had already read, and lets gnet close its copy. The
+// socket stays open in the kernel, whose buffers fill and whose TCP window
+// then stops the peer. Unparking enrolls the duplicate into the same loop
+// again; the saved bytes are served before anything newly read.
+//
+// All methods: loop only.
+type link struct {
+	c        gnet.Conn // nil while parked
+	pend     []byte    // bytes read before parking, served first
+	poff     int
+	fd       int // duplicate descriptor while parked, else -1
+	parked   bool
+	resuming bool // an enroll is in flight
+}
+
+// input returns the bytes available to parse: saved bytes first, then what
+// gnet has buffered. Valid only until consume or the callback returns.
+func (l *link) input() []byte {
+	if l.poff < len(l.pend) {
+		return l.pend[l.poff:]
+	}
+	if l.c == nil {
+		return nil
+	}
+	b, _ := l.c.Peek(-1)
+	return b
+}
+
+// consume marks n bytes of the last input as used.
+func (l *link) consume(n int) {
+	if l.poff < len(l.pend) {
+		l.poff += n
+		if l.poff >= len(l.pend) {
+			l.pend, l.poff = l.pend[:0], 0
+		}
+		return
+	}
+	if l.c != nil && n > 0 {
+		_, _ = l.c.Discard(n)
+	}
+}
+
+// buffered is the number of unread bytes held for this link.
+func (l *link) buffered() int {
+	n := len(l.pend) - l.poff
+	if l.c != nil {
+		n += l.c.InboundBuffered()
+	}
+	return n
+}
+
+// park detaches l.c, which must be the connection whose callback is
+// running; the caller returns the action park returns. On failure
+// (dup failed) it returns gnet.None and false and nothing changes.
+func (l *link) park() (gnet.Action, bool) {
+	fd, err := l.c.Dup()
+	if err != nil {
+		return gnet.None, false
+	}
+	unix.CloseOnExec(fd)
+	if l.c.InboundBuffered() > 0 {
+		b, _ := l.c.Peek(-1)
+		if l.poff > 0 {
+			l.pend = append(l.pend[:0], l.pend[l.poff:]...)
+			l.poff = 0
+		}
+		l.pend = append(l.pend, b...)
+		_, _ = l.c.Discard(-1)
+	}
+	l.fd = fd
+	l.parked = true
+	l.c = nil
+	return gnet.Close, true
+}
+
+// unpark enrolls the parked descriptor into el again; owner becomes the
+// new connection's context and gets OnOpen. fail runs on the loop if
+// enrolling fails, after the descriptor was closed.
+func (l *link) unpark(lp *loop, owner any, fail func()) {
+	if !l.parked || l.resuming {
+		return
+	}
+	l.resuming = true
+	fd := l.fd
+	l.fd = -1
+	go func() {
+		f := os.NewFile(uintptr(fd), "pace-parked")
+		nc, err := net.FileConn(f)
+		_ = f.Close()
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), owner), nc)
+			if err == nil {
+				if r := <-ch; r.Err != nil {
+					err = r.Err
+				}
+			} else {
+				_ = nc.Close()
+			}
+		}
+		if err != nil {
+			lp.exec(fail)
+		}
+	}()
+}
+
+// reopened is called from OnOpen with the enrolled connection.
+func (l *link) reopened(c gnet.Conn) {
+	l.c = c
+	l.parked = false
+	l.resuming = false
+}
+
+// release closes a parked descriptor that will not be unparked.
+func (l *link) release() {
+	if l.fd >= 0 {
+		_ = unix.Close(l.fd)
+		l.fd = -1
+	}
+	l.parked = false
+}

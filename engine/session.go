@@ -1,0 +1,773 @@
+package engine
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pace-proxy/pace/codec"
+	"github.com/pace-proxy/pace/metrics"
+	"github.com/pace-proxy/pace/ratelimit"
+	"github.com/pace-proxy/pace/upstream"
+)
+
+// Session states.
+const (
+	stHead       uint8 = iota // waiting for a request head
+	stConnecting              // waiting for an upstream dial
+	stExchange                // request sent (body may still stream), response expected or streaming
+	stFlush                   // closing: waiting for the outbound buffer to drain
+	stLinger                  // closing: write side shut, discarding input until EOF
+	stClosed
+)
+
+// Deadline kinds.
+const (
+	dlNone uint8 = iota
+	dlHeader
+	dlIdle
+	dlResponse
+	dlFlush
+	dlLinger
+)
+
+// replayMax is how much of a request body pace keeps to replay it on
+// another backend when the first one fails before answering.
+const replayMax = 64 << 10
+
+// lingerTime is how long a closing connection is read and discarded after
+// its last response, so that the client sees the response instead of a
+// reset (nginx's lingering_close).
+const lingerTime = 2e9
+
+// session is one client connection. Loop only.
+type session struct {
+	next, prev *session
+	lp         *loop
+	cl         link
+	peer       netip.Addr
+	ip         []byte // peer (or trusted-proxy client) IP as text, for X-Forwarded-For
+	get        func(string) []byte
+
+	st         uint8
+	dl         uint8
+	dead       bool
+	inProcess  bool
+	closeAfter bool
+	gotBytes   bool // some bytes of the current head arrived
+	deadline   int64
+
+	// current request
+	req       codec.Request
+	method    int
+	isHead    bool
+	minor     int
+	keepAlive bool
+	start     int64
+	target    []byte // copy, for the access log only
+	decision  ratelimit.Decision
+	limited   bool // decision is set
+	head      []byte
+	xff       []byte
+	extra     [4]codec.Field
+	reqBody   codec.Body
+	reqMode   codec.BodyMode
+	reqDone   bool
+	replay    []byte
+	replayOK  bool
+	tried     uint64
+	attempts  int
+	gen       uint32
+	be        *upstream.Backend
+	up        *upconn
+
+	// current response
+	resp        codec.Response
+	respBody    codec.Body
+	respMode    codec.BodyMode
+	headDone    bool
+	respStarted bool
+	status      int
+	bytesOut    int64
+}
+
+var (
+	hdrXProxy = []byte("X-Proxy")
+	hdrXFF    = []byte("X-Forwarded-For")
+	hdrXFP    = []byte("X-Forwarded-Proto")
+	hdrHost   = []byte("Host")
+	valHTTP   = []byte("http")
+	dropReq   = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto"}
+	dropReq10 = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "Expect"}
+)
+
+// newSession starts serving a client connection. Loop.
+func (lp *loop) newSession(c gnet.Conn) {
+	e := lp.e
+	s := &session{lp: lp}
+	s.cl.c = c
+	s.cl.fd = -1
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		s.peer = ta.AddrPort().Addr().Unmap()
+	}
+	s.ip = s.peer.AppendTo(make([]byte, 0, 48))
+	s.get = s.req.Get
+	c.SetContext(s)
+	s.prev = lp.sessions.prev
+	s.next = &lp.sessions
+	lp.sessions.prev.next = s
+	lp.sessions.prev = s
+	e.clients.Add(1)
+	e.met.ClientConns.Add(1)
+	s.st = stHead
+	s.setDeadline(dlHeader, e.headerTO)
+}
+
+func (s *session) setDeadline(kind uint8, d int64) {
+	s.dl = kind
+	if kind == dlNone {
+		s.deadline = 0
+		return
+	}
+	s.deadline = nanotime() + d
+}
+
+// onClientData handles readable client bytes. Loop (OnTraffic).
+func (s *session) onClientData(c gnet.Conn) gnet.Action {
+	switch s.st {
+	case stFlush, stLinger, stClosed:
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+	s.process()
+	if s.dead || s.cl.c != c {
+		return gnet.None
+	}
+	// Bound what a client can make pace hold while it is not consuming:
+	// a request body the backend does not take fast enough, or pipelined
+	// requests behind a response in progress.
+	e := s.lp.e
+	if s.st != stHead && s.cl.buffered() > e.bufLimit {
+		if c.OutboundBuffered() == 0 {
+			if act, ok := s.cl.park(); ok {
+				e.met.Parked.Inc()
+				s.lp.addWatch(s)
+				return act
+			}
+		}
+		s.lp.e.logf(levelInfo, "closing client: buffered input over limit while not reading", "client", s.ip)
+		s.abort()
+	}
+	return gnet.None
+}
+
+// process consumes client input as far as the session's state allows.
+// Loop.
+func (s *session) process() {
+	if s.inProcess {
+		return
+	}
+	s.inProcess = true
+	for !s.dead && s.cl.c != nil {
+		if s.st == stHead {
+			if !s.readRequest() {
+				break
+			}
+			continue
+		}
+		if s.st == stExchange && !s.reqDone {
+			s.pumpBody()
+		}
+		break
+	}
+	s.inProcess = false
+}
+
+// readRequest parses one request head and acts on it. It returns true if
+// the session should keep processing input. Loop.
+func (s *session) readRequest() bool {
+	in := s.cl.input()
+	if len(in) == 0 {
+		return false
+	}
+	e := s.lp.e
+	n, err := s.req.Parse(in, &e.limits)
+	if err == codec.ErrNeedMore {
+		if !s.gotBytes {
+			s.gotBytes = true
+			s.setDeadline(dlHeader, e.headerTO)
+		}
+		return false
+	}
+	s.gotBytes = false
+	if err != nil {
+		s.badRequest(err)
+		return false
+	}
+	r := &s.req
+	s.start = nanotime()
+	s.method = metrics.MethodIndex(r.Method)
+	s.isHead = s.method == 1
+	s.minor = r.Minor
+	s.keepAlive = r.KeepAlive && !e.draining.Load()
+	s.closeAfter = !s.keepAlive
+	s.status, s.bytesOut, s.limited = 0, 0, false
+	s.be = nil
+	if e.access != nil {
+		s.target = append(s.target[:0], r.Target...)
+	}
+	hasBody := r.Body.Kind != codec.BodyNone
+
+	if e.metrics != "" && isPath(r.Target, e.metrics) {
+		s.cl.consume(n)
+		if hasBody {
+			s.closeAfter = true
+		}
+		s.serveMetrics()
+		return s.done()
+	}
+	if e.lim != nil {
+		if k, ok := e.ext.Key(s.peer, s.get); ok {
+			s.decision = e.lim.Allow(k)
+			s.limited = true
+			if !s.decision.Allowed {
+				s.cl.consume(n)
+				if hasBody {
+					s.closeAfter = true
+				}
+				e.met.RateLimited.Inc()
+				s.local(429, "Too Many Requests", "429 Too Many Requests: rate limit exceeded\n")
+				return s.done()
+			}
+		}
+	}
+	if s.method == 5 { // CONNECT: pace is a reverse proxy, not a tunnel
+		s.cl.consume(n)
+		s.closeAfter = true
+		s.local(405, "Method Not Allowed", "405 Method Not Allowed: CONNECT is not supported\n")
+		return s.done()
+	}
+	if r.Upgrade && containsFold(r.Get("Upgrade"), "websocket") {
+		s.cl.consume(n)
+		s.closeAfter = true
+		s.local(501, "Not Implemented", "501 Not Implemented: WebSocket upgrades are not supported yet\n")
+		return s.done()
+	}
+
+	s.buildHead()
+	s.reqMode = codec.ModeForward
+	if r.Body.Kind == codec.BodyChunked {
+		s.reqMode = codec.ModeRechunk
+	}
+	s.reqBody.Reset(r.Body, s.reqMode)
+	s.reqDone = s.reqBody.Done()
+	s.cl.consume(n) // r's slices are invalid from here on
+	s.replay = s.replay[:0]
+	s.replayOK = true
+	s.tried, s.attempts = 0, 0
+	s.connect(false)
+	return true
+}
+
+// buildHead writes the upstream request head into s.head. Loop.
+func (s *session) buildHead() {
+	e := s.lp.e
+	r := &s.req
+	s.xff = s.xff[:0]
+	for i := range r.Fields {
+		if asciiEqualFold(r.Fields[i].Name, hdrXFF) {
+			if len(s.xff) > 0 {
+				s.xff = append(s.xff, ", "...)
+			}
+			s.xff = append(s.xff, r.Fields[i].Value...)
+		}
+	}
+	if len(s.xff) > 0 {
+		s.xff = append(s.xff, ", "...)
+	}
+	s.xff = append(s.xff, s.ip...)
+	s.extra[0] = codec.Field{Name: hdrXProxy, Value: e.proxyHdr}
+	s.extra[1] = codec.Field{Name: hdrXFF, Value: s.xff}
+	s.extra[2] = codec.Field{Name: hdrXFP, Value: valHTTP}
+	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq, Extra: s.extra[:3]}
+	if r.Minor == 0 {
+		opts.Drop = dropReq10
+		if r.Host == nil {
+			s.extra[3] = codec.Field{Name: hdrHost, Value: e.hostHdr}
+			opts.Extra = s.extra[:4]
+		}
+	}
+	s.head = codec.AppendRequestHead(s.head[:0], r, &opts)
+}
+
+// connect sends the request to the next backend: a pooled connection if
+// the loop has one, else a new dial. stale says the previous attempt was
+// a reused connection that closed before answering. Loop.
+func (s *session) connect(stale bool) {
+	e := s.lp.e
+	now := nanotime()
+	be := e.bal.Pick(s.tried, now)
+	if be == nil && stale && s.be != nil {
+		be = s.be // one fresh connection to the same backend after a stale reuse
+	}
+	if be == nil {
+		s.fail(502, "Bad Gateway", "502 Bad Gateway: no backend could take the request\n")
+		return
+	}
+	s.be = be
+	s.tried |= 1 << uint(be.Index)
+	s.attempts++
+	if !stale || be != s.be {
+		if up := s.lp.takeIdle(be.Index); up != nil {
+			s.attach(up)
+			return
+		}
+	}
+	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget {
+		s.fail(503, "Service Unavailable", "503 Service Unavailable: out of file descriptors\n")
+		return
+	}
+	s.st = stConnecting
+	s.gen++
+	s.setDeadline(dlNone, 0)
+	e.uplinks.Add(1)
+	e.met.UpstreamDials.Inc()
+	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen}
+	up.fd = -1
+	go e.dial(up)
+}
+
+// attach sends the request on up. Loop.
+func (s *session) attach(up *upconn) {
+	s.up = up
+	up.s = s
+	s.st = stExchange
+	s.headDone, s.respStarted = false, false
+	_, _ = up.c.Write(s.head)
+	if len(s.replay) > 0 {
+		_, _ = up.c.Write(s.replay)
+	}
+	s.setDeadline(dlResponse, s.lp.e.respTO)
+	if !s.reqDone {
+		s.pumpBody()
+	}
+	if s.up == up && up.buffered() > 0 {
+		s.pumpResponse(false)
+	}
+}
+
+// pumpBody forwards request body bytes that have arrived. Loop.
+func (s *session) pumpBody() {
+	e := s.lp.e
+	for !s.reqDone && !s.dead {
+		up := s.up
+		if up == nil || up.c == nil || s.cl.c == nil {
+			return
+		}
+		if up.c.OutboundBuffered() > e.bufLimit {
+			return // the backend reads slowly; onClientData parks the client if it keeps sending
+		}
+		in := s.cl.input()
+		if len(in) == 0 {
+			return
+		}
+		out, n, done, err := s.reqBody.Step(s.lp.scratch[:0], in)
+		if err != nil {
+			s.badBody(err)
+			return
+		}
+		w := out
+		if s.reqMode == codec.ModeForward {
+			w = in[:n]
+		}
+		if len(w) > 0 {
+			_, _ = up.c.Write(w)
+			if s.replayOK {
+				if len(s.replay)+len(w) <= replayMax {
+					s.replay = append(s.replay, w...)
+				} else {
+					s.replayOK = false
+					s.replay = s.replay[:0]
+				}
+			}
+		}
+		s.cl.consume(n)
+		if n > 0 && s.dl == dlResponse {
+			s.setDeadline(dlResponse, e.respTO)
+		}
+		if done {
+			s.reqDone = true
+			return
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// badBody handles a malformed request body (bad chunk). Loop.
+func (s *session) badBody(err error) {
+	s.lp.e.met.BadRequests.Inc()
+	s.lp.e.logf(levelInfo, "bad request body", "client", s.ip, "err", err)
+	if s.up != nil {
+		s.up.kill()
+		s.up = nil
+	}
+	if s.headDone {
+		s.abort()
+		return
+	}
+	s.closeAfter = true
+	s.reqDone = true
+	s.local(codec.StatusOf(err), statusText(codec.StatusOf(err)), "400 Bad Request: malformed request body\n")
+	s.done()
+}
+
+// badRequest answers a request head pace rejected and closes. Loop.
+func (s *session) badRequest(err error) {
+	e := s.lp.e
+	st := codec.StatusOf(err)
+	e.met.BadRequests.Inc()
+	e.logf(levelInfo, "bad request", "client", s.ip, "status", st, "err", err)
+	s.start = nanotime()
+	s.method = metrics.MethodOther
+	s.isHead = false
+	s.minor = 1
+	s.closeAfter = true
+	s.limited = false
+	s.local(st, statusText(st), strconv.Itoa(st)+" "+statusText(st)+": "+err.Error()+"\n")
+	s.done()
+}
+
+// local writes a response pace generates itself and records it. Loop.
+func (s *session) local(status int, reason, body string) {
+	e := s.lp.e
+	s.status = status
+	if s.cl.c == nil {
+		return
+	}
+	h := s.lp.head[:0]
+	h = append(h, "HTTP/1.1 "...)
+	h = strconv.AppendInt(h, int64(status), 10)
+	h = append(h, ' ')
+	h = append(h, reason...)
+	h = append(h, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	h = strconv.AppendInt(h, int64(len(body)), 10)
+	h = append(h, "\r\n"...)
+	if s.limited {
+		h = e.lim.AppendHeaders(h, s.decision)
+	}
+	h = appendConnection(h, s.closeAfter, s.minor)
+	h = append(h, "\r\n"...)
+	if !s.isHead {
+		h = append(h, body...)
+	}
+	_, _ = s.cl.c.Write(h)
+	s.lp.head = h[:0]
+	s.bytesOut = int64(len(body))
+	e.met.Observe(s.method, status, float64(nanotime()-s.start)/1e9)
+	if e.access != nil {
+		e.access.request(s)
+	}
+}
+
+func appendConnection(h []byte, close bool, minor int) []byte {
+	if close {
+		return append(h, "Connection: close\r\n"...)
+	}
+	if minor == 0 {
+		return append(h, "Connection: keep-alive\r\n"...)
+	}
+	return h
+}
+
+// fail answers the current request with an error pace generates (the
+// backend part failed before any of its response reached the client) and
+// moves on. Loop.
+func (s *session) fail(status int, reason, body string) {
+	if s.up != nil {
+		s.up.kill()
+		s.up = nil
+	}
+	if !s.reqDone {
+		s.closeAfter = true
+	}
+	s.local(status, reason, body)
+	s.done()
+	s.process()
+}
+
+// done ends the current exchange: the session closes if it must, or waits
+// for the next request. It returns true if input may be processed. Loop.
+func (s *session) done() bool {
+	if s.dead {
+		return false
+	}
+	if s.closeAfter || s.lp.e.draining.Load() {
+		s.closeGracefully()
+		return false
+	}
+	s.st = stHead
+	s.gotBytes = false
+	s.setDeadline(dlIdle, s.lp.e.idleTO)
+	return true
+}
+
+// retryOrFail retries the request on another backend if that is safe,
+// else answers status. sent says the request may have reached a backend.
+// Loop.
+func (s *session) retryOrFail(sent, stale bool, status int, reason, body string) {
+	e := s.lp.e
+	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && s.cl.c != nil {
+		e.met.Retries.Inc()
+		s.connect(stale)
+		return
+	}
+	s.fail(status, reason, body)
+}
+
+// idempotent reports RFC 9110 section 9.2.2 idempotency of the method.
+func (s *session) idempotent() bool {
+	switch metrics.Methods[s.method] {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// closeGracefully flushes what is queued for the client, shuts down the
+// write side and discards input for a moment before closing. Loop.
+func (s *session) closeGracefully() {
+	if s.dead || s.st == stFlush || s.st == stLinger {
+		return
+	}
+	if s.cl.c == nil {
+		s.closeNow()
+		return
+	}
+	s.st = stFlush
+	s.setDeadline(dlFlush, s.lp.e.idleTO)
+	if s.cl.c.OutboundBuffered() == 0 {
+		s.linger()
+		return
+	}
+	s.lp.addWatch(s)
+}
+
+func (s *session) linger() {
+	s.st = stLinger
+	_ = unix.Shutdown(s.cl.c.Fd(), unix.SHUT_WR)
+	_, _ = s.cl.c.Discard(-1)
+	s.setDeadline(dlLinger, lingerTime)
+}
+
+// closeNow closes the client connection at once. Loop.
+func (s *session) closeNow() {
+	if s.cl.c != nil {
+		_ = s.cl.c.Close()
+		return
+	}
+	s.closed(nil)
+}
+
+// abort closes the client with a reset, so that a response cut short can
+// never look complete, and drops the upstream connection. Loop.
+func (s *session) abort() {
+	if s.up != nil {
+		s.up.kill()
+		s.up = nil
+	}
+	if s.cl.c != nil {
+		_ = s.cl.c.SetLinger(0)
+	}
+	s.closeNow()
+}
+
+// closed cleans up after the client connection closed. Loop (OnClose).
+func (s *session) closed(err error) {
+	if s.dead {
+		return
+	}
+	s.dead = true
+	e := s.lp.e
+	s.prev.next = s.next
+	s.next.prev = s.prev
+	s.next, s.prev = nil, nil
+	e.clients.Add(-1)
+	e.met.ClientConns.Add(-1)
+	if (s.st == stExchange || s.st == stConnecting) && s.status == 0 {
+		e.met.Observe(s.method, 499, float64(nanotime()-s.start)/1e9)
+	}
+	if s.up != nil {
+		s.up.kill()
+		s.up = nil
+	}
+	s.cl.release()
+	s.cl.c = nil
+	s.st = stClosed
+}
+
+// expired handles a passed deadline. Loop (sweep).
+func (s *session) expired(now int64) {
+	e := s.lp.e
+	switch s.dl {
+	case dlHeader:
+		if s.gotBytes && s.cl.c != nil {
+			s.closeAfter = true
+			s.start = now
+			s.method = metrics.MethodOther
+			s.minor = 1
+			s.isHead = false
+			s.limited = false
+			s.local(408, "Request Timeout", "408 Request Timeout\n")
+			s.closeGracefully()
+			return
+		}
+		s.closeNow()
+	case dlIdle, dlFlush, dlLinger:
+		s.closeNow()
+	case dlResponse:
+		be := s.be
+		if s.headDone {
+			e.logf(levelWarn, "backend stalled mid-response", "backend", be.Addr, "client", s.ip)
+			e.met.UpstreamError(be.Index, metrics.ErrTimeout)
+			s.abort()
+			return
+		}
+		e.met.UpstreamError(be.Index, metrics.ErrTimeout)
+		e.bal.Failure(be, now)
+		e.logf(levelWarn, "backend timed out", "backend", be.Addr, "client", s.ip)
+		s.closeAfter = s.closeAfter || !s.reqDone
+		s.fail(504, "Gateway Timeout", "504 Gateway Timeout: the backend did not answer in time\n")
+	default:
+		s.deadline = 0
+	}
+}
+
+// drain makes the session close at the next opportunity. Loop.
+func (s *session) drain() {
+	s.keepAlive = false
+	if s.st == stHead && s.cl.c != nil && s.cl.buffered() == 0 {
+		s.closeNow()
+		return
+	}
+	s.closeAfter = true
+}
+
+// poll implements watcher: a flushing session lingers once its output
+// drained; a parked client is unparked once it may send again.
+func (s *session) poll(now int64) bool {
+	if s.dead {
+		return false
+	}
+	switch {
+	case s.st == stFlush:
+		if s.cl.c == nil {
+			return false
+		}
+		if s.cl.c.OutboundBuffered() == 0 {
+			s.linger()
+			return false
+		}
+		return true
+	case s.cl.parked && !s.cl.resuming:
+		if s.wantsInput() {
+			s.cl.unpark(s.lp, s, s.unparkFailed)
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// wantsInput reports whether the session would consume client bytes now.
+func (s *session) wantsInput() bool {
+	switch s.st {
+	case stHead:
+		return true
+	case stExchange:
+		if s.reqDone {
+			return s.up != nil && s.up.buffered() > 0 // the response needs the client back
+		}
+		return s.up != nil && s.up.c != nil && s.up.c.OutboundBuffered() < s.lp.e.lowWater
+	}
+	return s.up != nil && s.up.buffered() > 0
+}
+
+func (s *session) unparkFailed() {
+	s.cl.resuming = false
+	s.cl.parked = false
+	s.closed(nil)
+}
+
+// reopened takes the client connection back after parking. Loop (OnOpen).
+func (s *session) reopened(c gnet.Conn) {
+	s.cl.reopened(c)
+	if s.dead {
+		s.cl.c = nil
+		_ = c.Close()
+		return
+	}
+	if s.up != nil && s.up.buffered() > 0 {
+		s.pumpResponse(false)
+	}
+	if s.st == stFlush || s.st == stLinger {
+		return
+	}
+	s.process()
+}
+
+// isPath reports whether target is path, optionally followed by a query.
+func isPath(target []byte, path string) bool {
+	if len(target) < len(path) || string(target[:len(path)]) != path {
+		return false
+	}
+	return len(target) == len(path) || target[len(path)] == '?'
+}
+
+func asciiEqualFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func containsFold(v []byte, s string) bool {
+	for i := 0; i+len(s) <= len(v); i++ {
+		if asciiEqualFold(v[i:i+len(s)], []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Content Too Large"
+	case 414:
+		return "URI Too Long"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}

@@ -1,0 +1,398 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/pace-proxy/pace/codec"
+	"github.com/pace-proxy/pace/metrics"
+	"github.com/pace-proxy/pace/upstream"
+)
+
+// upconn is one keep-alive connection to a backend, owned by one loop.
+// While it serves a request, s is that request's session; while idle it
+// sits in the loop's pool. Loop only.
+type upconn struct {
+	link
+	lp     *loop
+	be     *upstream.Backend
+	s      *session
+	gen    uint32 // the session attempt this connection was dialed for
+	idle   bool
+	idleAt int64
+	reused bool // completed at least one exchange
+	dead   bool // never to be used again
+	eof    bool // the backend closed; pend may still hold its last bytes
+}
+
+// dial connects to up.be off the loop and enrolls the connection into
+// up's loop, where OnOpen calls opened. Runs on its own goroutine.
+func (e *Engine) dial(up *upconn) {
+	nc, err := e.bal.Dial(context.Background(), up.be)
+	if err == nil {
+		var ch <-chan gnet.RegisteredResult
+		ch, err = up.lp.el.Enroll(gnet.NewContext(context.Background(), up), nc)
+		if err != nil {
+			_ = nc.Close()
+		} else if r := <-ch; r.Err != nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		up.lp.exec(func() { up.dialFailed(err) })
+	}
+}
+
+// dialFailed runs on the loop when a dial or enroll failed.
+func (up *upconn) dialFailed(err error) {
+	e := up.lp.e
+	e.uplinks.Add(-1)
+	e.met.UpstreamError(up.be.Index, metrics.ErrConnect)
+	e.bal.Failure(up.be, nanotime())
+	e.logf(levelWarn, "backend connect failed", "backend", up.be.Addr, "err", err)
+	s := up.s
+	up.s = nil
+	up.dead = true
+	if s == nil || s.dead || s.gen != up.gen || s.st != stConnecting {
+		return
+	}
+	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
+}
+
+// opened runs in OnOpen for a dialed connection or one coming back from
+// parking. Loop.
+func (up *upconn) opened(c gnet.Conn) {
+	if up.resuming {
+		up.link.reopened(c)
+		if up.dead || up.s == nil {
+			up.dead = true
+			_ = c.Close()
+			return
+		}
+		up.s.pumpResponse(false)
+		return
+	}
+	up.c = c
+	s := up.s
+	if s != nil && !s.dead && s.gen == up.gen && s.st == stConnecting {
+		s.attach(up)
+		return
+	}
+	up.s = nil
+	up.lp.putIdle(up) // the session moved on; keep the fresh connection
+}
+
+// onData handles readable backend bytes. Loop (OnTraffic).
+func (up *upconn) onData(c gnet.Conn) gnet.Action {
+	if up.idle || up.s == nil || up.dead {
+		// Bytes on an idle connection answer nothing: never reuse it.
+		if up.idle {
+			up.lp.dropIdle(up)
+		}
+		up.dead = true
+		_, _ = c.Discard(-1)
+		return gnet.Close
+	}
+	return up.s.pumpResponse(true)
+}
+
+// closed runs when gnet closed the backend connection. Loop (OnClose).
+func (up *upconn) closed(c gnet.Conn) {
+	e := up.lp.e
+	e.uplinks.Add(-1)
+	if up.idle {
+		up.lp.dropIdle(up)
+	}
+	s := up.s
+	if s == nil || up.dead {
+		up.dead = true
+		return
+	}
+	// Keep what was read but not yet used: the last bytes of a response
+	// that ends at close, or that waits for a parked client.
+	if n := c.InboundBuffered(); n > 0 {
+		b, _ := c.Peek(-1)
+		if up.poff > 0 {
+			up.pend = append(up.pend[:0], up.pend[up.poff:]...)
+			up.poff = 0
+		}
+		up.pend = append(up.pend, b...)
+	}
+	up.c = nil
+	up.eof = true
+	s.pumpResponse(false)
+}
+
+// kill makes sure up is never used again and closes it. Loop.
+func (up *upconn) kill() {
+	up.dead = true
+	up.s = nil
+	if up.c != nil {
+		_ = up.c.Close()
+	} else if up.parked {
+		up.release()
+		up.lp.e.uplinks.Add(-1)
+	}
+}
+
+// discard closes an idle connection (pool full, expired, draining). Loop.
+func (up *upconn) discard() {
+	up.idle = false
+	up.kill()
+}
+
+// poll implements watcher: a parked upstream connection is unparked once
+// its client drained below the low-water mark.
+func (up *upconn) poll(now int64) bool {
+	s := up.s
+	if up.dead || s == nil || s.dead || s.up != up {
+		if up.parked && !up.resuming {
+			up.dead = true
+			up.release()
+			up.lp.e.uplinks.Add(-1)
+		}
+		return false
+	}
+	if !up.parked || up.resuming {
+		return false
+	}
+	if s.cl.c != nil && s.cl.c.OutboundBuffered() <= up.lp.e.lowWater {
+		up.unpark(up.lp, up, up.unparkFailed)
+		return false
+	}
+	return true
+}
+
+func (up *upconn) unparkFailed() {
+	up.resuming = false
+	up.parked = false
+	up.dead = true
+	up.lp.e.uplinks.Add(-1)
+	if s := up.s; s != nil && s.up == up {
+		s.up = nil
+		s.abort()
+	}
+}
+
+// pumpResponse moves response bytes from s.up to the client. inCb says it
+// runs in s.up's own OnTraffic, the only place where s.up may be parked;
+// the returned action is for that callback. Loop.
+func (s *session) pumpResponse(inCb bool) gnet.Action {
+	up := s.up
+	e := s.lp.e
+	for up != nil && s.up == up && !s.dead {
+		if s.cl.c == nil { // the client is parked: get it back first
+			s.cl.unpark(s.lp, s, s.unparkFailed)
+			if inCb && up.buffered() > e.bufLimit {
+				if act, ok := up.park(); ok {
+					e.met.Parked.Inc()
+					s.lp.addWatch(up)
+					return act
+				}
+			}
+			return gnet.None
+		}
+		in := up.input()
+		if len(in) == 0 {
+			if up.eof {
+				s.upstreamEOF()
+			}
+			return gnet.None
+		}
+		if !s.headDone {
+			n, err := s.resp.Parse(in, &e.limits, s.isHead)
+			s.respStarted = true
+			if err == codec.ErrNeedMore {
+				if up.eof {
+					s.badResponse(err)
+				}
+				return gnet.None
+			}
+			if err != nil {
+				s.badResponse(err)
+				return gnet.None
+			}
+			if s.resp.Status < 200 {
+				if s.resp.Status == 101 {
+					s.badResponse(errUnaskedUpgrade)
+					return gnet.None
+				}
+				if s.minor >= 1 {
+					h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, nil)
+					_, _ = s.cl.c.Write(h)
+					s.lp.head = h[:0]
+				}
+				up.consume(n)
+				s.setDeadline(dlResponse, e.respTO)
+				continue
+			}
+			s.writeResponseHead()
+			up.consume(n)
+			s.headDone = true
+			if s.respBody.Done() {
+				s.finish()
+				return gnet.None
+			}
+			continue
+		}
+		out, n, done, err := s.respBody.Step(s.lp.scratch[:0], in)
+		if err != nil {
+			e.met.UpstreamError(s.be.Index, metrics.ErrBadResponse)
+			e.logf(levelWarn, "bad response body from backend", "backend", s.be.Addr, "err", err)
+			s.abort()
+			return gnet.None
+		}
+		w := out
+		if s.respMode == codec.ModeForward {
+			w = in[:n]
+		}
+		if len(w) > 0 {
+			_, _ = s.cl.c.Write(w)
+			s.bytesOut += int64(len(w))
+		}
+		up.consume(n)
+		if done {
+			s.finish()
+			return gnet.None
+		}
+		if n == 0 {
+			return gnet.None
+		}
+		s.setDeadline(dlResponse, e.respTO)
+		if s.cl.c.OutboundBuffered() > e.bufLimit {
+			if inCb && up.c != nil {
+				if act, ok := up.park(); ok {
+					e.met.Parked.Inc()
+					s.lp.addWatch(up)
+					return act
+				}
+			}
+			return gnet.None
+		}
+	}
+	return gnet.None
+}
+
+// writeResponseHead sends the client the response head for s.resp with
+// X-Backend and the RateLimit fields, and sets up the body framer. Loop.
+func (s *session) writeResponseHead() {
+	e := s.lp.e
+	rb := s.resp.Body
+	out := rb
+	s.respMode = codec.ModeForward
+	switch rb.Kind {
+	case codec.BodyNone:
+		// HEAD and 304 keep the Content-Length that describes the
+		// representation (RFC 9110 sections 8.6 and 15.4.5).
+		if v := s.resp.Get("Content-Length"); v != nil && s.resp.Status != 204 {
+			if n, ok := parseDigits(v); ok {
+				out = codec.Framing{Kind: codec.BodyLength, Length: n}
+			}
+		}
+	case codec.BodyChunked:
+		if s.minor >= 1 {
+			s.respMode = codec.ModeRechunk
+		} else {
+			out = codec.Framing{Kind: codec.BodyClose}
+			s.respMode = codec.ModeDechunk
+			s.closeAfter = true
+		}
+	case codec.BodyClose:
+		s.closeAfter = true
+	}
+	if !s.reqDone || e.draining.Load() {
+		s.closeAfter = true
+	}
+	s.status = s.resp.Status
+	s.respBody.Reset(rb, s.respMode)
+	opts := codec.HeadOptions{
+		Framing:   out,
+		Close:     s.closeAfter,
+		KeepAlive: s.minor == 0 && !s.closeAfter,
+		Extra:     e.xbackend[s.be.Index],
+	}
+	h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, &opts)
+	if s.limited {
+		h = e.lim.AppendHeaders(h[:len(h)-2], s.decision)
+		h = append(h, '\r', '\n')
+	}
+	_, _ = s.cl.c.Write(h)
+	s.lp.head = h[:0]
+}
+
+// finish completes an exchange whose response was fully forwarded. Loop.
+func (s *session) finish() {
+	e := s.lp.e
+	up := s.up
+	s.up = nil
+	e.met.Observe(s.method, s.status, float64(nanotime()-s.start)/1e9)
+	e.met.UpstreamRequests[s.be.Index].Inc()
+	e.bal.Success(s.be)
+	if e.access != nil {
+		e.access.request(s)
+	}
+	up.s = nil
+	if up.c != nil && !up.eof && !up.dead && s.resp.KeepAlive && s.reqDone &&
+		up.buffered() == 0 && up.c.OutboundBuffered() == 0 {
+		up.reused = true
+		s.lp.putIdle(up)
+	} else {
+		up.kill()
+	}
+	s.done()
+	s.process()
+}
+
+// upstreamEOF handles the backend closing with nothing left to read. Loop.
+func (s *session) upstreamEOF() {
+	e := s.lp.e
+	up := s.up
+	switch {
+	case !s.respStarted:
+		s.up = nil
+		up.kill()
+		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
+		e.logf(levelDebug, "backend closed before answering", "backend", s.be.Addr, "reused", up.reused)
+		s.retryOrFail(true, up.reused, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
+	case !s.headDone:
+		s.badResponse(codec.ErrNeedMore)
+	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose:
+		s.finish() // close-delimited body ends here
+	default:
+		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
+		e.logf(levelWarn, "backend closed mid-response", "backend", s.be.Addr, "client", s.ip)
+		s.abort()
+	}
+}
+
+// badResponse answers 502 for a response pace cannot forward. Loop.
+func (s *session) badResponse(err error) {
+	e := s.lp.e
+	e.met.UpstreamError(s.be.Index, metrics.ErrBadResponse)
+	e.logf(levelWarn, "bad response from backend", "backend", s.be.Addr, "err", err)
+	if s.up != nil {
+		s.up.kill()
+		s.up = nil
+	}
+	if s.headDone {
+		s.abort()
+		return
+	}
+	s.fail(502, "Bad Gateway", "502 Bad Gateway: the backend sent an invalid response\n")
+}
+
+// parseDigits parses a non-empty decimal without sign.
+func parseDigits(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,200 @@
+// Command pace is a high-performance HTTP/1.1 reverse proxy: round-robin
+// load balancing with failover, per-client rate limiting, Prometheus
+// metrics and graceful shutdown, on gnet event loops.
+//
+// Usage:
+//
+//	pace [-config proxy.toml] [-log-level info] [-check] [-version] [-cpuprofile FILE] [-pprof ADDR]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only on the opt-in -pprof listener
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pace-proxy/pace/config"
+	"github.com/pace-proxy/pace/engine"
+	"github.com/pace-proxy/pace/metrics"
+	"github.com/pace-proxy/pace/ratelimit"
+	"github.com/pace-proxy/pace/upstream"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// fileConfig is proxy.toml: each section belongs to the package that uses it.
+type fileConfig struct {
+	Server    engine.Config    `toml:"server"`
+	Upstreams upstream.Config  `toml:"upstreams"`
+	RateLimit ratelimit.Config `toml:"rate_limit"`
+	Metrics   metrics.Config   `toml:"metrics"`
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfgPath  = flag.String("config", "proxy.toml", "configuration file")
+		check    = flag.Bool("check", false, "validate the configuration, print it and exit")
+		showVer  = flag.Bool("version", false, "print the version and exit")
+		logLevel = flag.String("log-level", "", "debug, info, warn or error (default $PACE_LOG or info)")
+		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to this file until exit")
+		pprofAt  = flag.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
+	)
+	flag.Parse()
+	if *showVer {
+		fmt.Println("pace", version)
+		return 0
+	}
+	lvlName := *logLevel
+	if lvlName == "" {
+		lvlName = os.Getenv("PACE_LOG")
+	}
+	level, err := parseLevel(lvlName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pace:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	var fc fileConfig
+	if err := config.Load(*cfgPath, &fc); err != nil {
+		fmt.Fprintf(os.Stderr, "pace: %s: %v\n", *cfgPath, err)
+		return 1
+	}
+	for _, v := range []interface{ Validate() error }{&fc.Server, &fc.Upstreams, &fc.RateLimit, &fc.Metrics} {
+		if err := v.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "pace: %s: %v\n", *cfgPath, err)
+			return 1
+		}
+	}
+	if *check {
+		printConfig(*cfgPath, &fc)
+		return 0
+	}
+
+	e, err := engine.New(engine.Options{Server: fc.Server, Upstreams: fc.Upstreams, RateLimit: fc.RateLimit, Metrics: fc.Metrics, Log: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pace: %v\n", err)
+		return 1
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pace:", err)
+			return 1
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *pprofAt != "" {
+		go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(*pprofAt, nil)) }()
+	}
+
+	rl := fc.RateLimit.WithDefaults()
+	limit := "off"
+	if rl.IsEnabled() {
+		limit = fmt.Sprintf("%d per %ds by %s", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor)
+	}
+	metricsAt := "off"
+	if fc.Metrics.On() {
+		metricsAt = fc.Metrics.Path()
+	}
+	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", workersOf(&fc.Server),
+		"backends", strings.Join(fc.Upstreams.Backends, ","), "max_retries", fc.Upstreams.Retries(),
+		"rate_limit", limit, "metrics", metricsAt)
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- e.Run() }()
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-runErr:
+		if err != nil {
+			log.Error("pace stopped", "err", err)
+			return 1
+		}
+		return 0
+	case s := <-sig:
+		log.Info("signal received: draining; send it again to exit at once", "signal", s.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.ShutdownTimeout())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.Error("shutdown", "err", err)
+		}
+		select {
+		case <-runErr:
+		case <-time.After(5 * time.Second):
+		}
+		log.Info("pace stopped")
+		return 0
+	case s := <-sig:
+		log.Warn("second signal: exiting now", "signal", s.String())
+		return 1
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+}
+
+func workersOf(c *engine.Config) int {
+	if c.Workers == 0 {
+		return -1 // one per CPU
+	}
+	return c.Workers
+}
+
+func printConfig(path string, fc *fileConfig) {
+	rl := fc.RateLimit.WithDefaults()
+	fmt.Printf("pace: configuration %s is valid\n", path)
+	listen := fc.Server.Listen
+	if listen == "" {
+		listen = "0.0.0.0:8080"
+	}
+	fmt.Printf("  listen        %s (workers %d; 0 = one per CPU)\n", listen, fc.Server.Workers)
+	for _, b := range fc.Upstreams.Backends {
+		a, _ := upstream.ParseBackend(b)
+		fmt.Printf("  backend       %s\n", a)
+	}
+	fmt.Printf("  max_retries   %d\n", fc.Upstreams.Retries())
+	if rl.IsEnabled() {
+		fmt.Printf("  rate_limit    %d requests per %ds, key %s, %d trusted proxies\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, len(rl.TrustedProxies))
+	} else {
+		fmt.Printf("  rate_limit    off\n")
+	}
+	if fc.Metrics.On() {
+		fmt.Printf("  metrics       %s\n", fc.Metrics.Path())
+	} else {
+		fmt.Printf("  metrics       off\n")
+	}
+}

@@ -1,0 +1,129 @@
+package upstream
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Backend is one configured backend. Its counters are updated by every
+// event loop with atomics.
+type Backend struct {
+	// Index is the backend's position in the configuration.
+	Index int
+	// Addr is the dialable "host:port"; it is also the X-Backend value.
+	Addr string
+
+	fails     atomic.Int32 // consecutive failures
+	downUntil atomic.Int64 // unix nanoseconds; 0 when up
+}
+
+// Up reports whether the backend is currently taking traffic.
+func (b *Backend) Up(now int64) bool {
+	d := b.downUntil.Load()
+	return d == 0 || now >= d
+}
+
+// Balancer picks backends round robin, globally across event loops.
+type Balancer struct {
+	Backends []*Backend
+
+	next      atomic.Uint64
+	threshold int32
+	cooldown  time.Duration
+	dialer    net.Dialer
+	log       *slog.Logger
+	// OnState, if set, is called when a backend goes down (up=false) or
+	// comes back (up=true). It may be called on an event loop.
+	OnState func(b *Backend, up bool)
+}
+
+// NewBalancer builds a Balancer from a validated Config.
+func NewBalancer(c *Config, log *slog.Logger) *Balancer {
+	bl := &Balancer{
+		threshold: int32(c.FailThreshold),
+		cooldown:  c.Cooldown.Or(10 * time.Second),
+		log:       log,
+	}
+	if bl.threshold == 0 {
+		bl.threshold = 3
+	}
+	bl.dialer.Timeout = c.connectTimeout()
+	bl.dialer.KeepAlive = 30 * time.Second
+	for i, s := range c.Backends {
+		addr, _ := ParseBackend(s)
+		bl.Backends = append(bl.Backends, &Backend{Index: i, Addr: addr})
+	}
+	return bl
+}
+
+// Pick returns the next backend in round-robin order that is up and not in
+// the exclude bit set (bit i = backend i already tried). If every
+// remaining backend is down it returns the next one not excluded anyway,
+// so that a request is never refused only because all backends recently
+// failed. It returns nil when every backend is excluded. Lock-free.
+func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
+	n := uint64(len(bl.Backends))
+	start := bl.next.Add(1) - 1
+	var fallback *Backend
+	for i := uint64(0); i < n; i++ {
+		b := bl.Backends[(start+i)%n]
+		if exclude&(1<<uint(b.Index)) != 0 {
+			continue
+		}
+		if b.Up(now) {
+			return b
+		}
+		if fallback == nil {
+			fallback = b
+		}
+	}
+	return fallback
+}
+
+// Success records a good exchange with b: its failure streak ends, and a
+// backend that was down is up again.
+func (bl *Balancer) Success(b *Backend) {
+	if b.fails.Load() != 0 {
+		b.fails.Store(0)
+	}
+	if b.downUntil.Load() != 0 && b.downUntil.Swap(0) != 0 {
+		bl.log.Warn("backend up", "backend", b.Addr)
+		if bl.OnState != nil {
+			bl.OnState(b, true)
+		}
+	}
+}
+
+// Failure records a connect failure or timeout. After threshold failures
+// in a row the backend is skipped for the cool-down; a request that then
+// reaches it again (after the cool-down) and succeeds brings it back.
+func (bl *Balancer) Failure(b *Backend, now int64) {
+	f := b.fails.Add(1)
+	if f < bl.threshold {
+		return
+	}
+	wasUp := b.downUntil.Load() == 0
+	b.downUntil.Store(now + int64(bl.cooldown))
+	if wasUp {
+		bl.log.Warn("backend down", "backend", b.Addr, "consecutive_failures", f, "cooldown", bl.cooldown)
+		if bl.OnState != nil {
+			bl.OnState(b, false)
+		}
+	}
+}
+
+// Dial connects to b with the configured connect timeout. It blocks: never
+// call it on an event loop.
+func (bl *Balancer) Dial(ctx context.Context, b *Backend) (net.Conn, error) {
+	c, err := bl.dialer.DialContext(ctx, "tcp", b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return c, nil
+}

@@ -1,0 +1,112 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/pace-proxy/pace/config"
+)
+
+// Sentinel errors.
+var (
+	ErrNoBackends = errors.New("upstreams.backends: at least one backend is required")
+	ErrBadBackend = errors.New("bad backend")
+)
+
+// Config is the [upstreams] section of proxy.toml.
+type Config struct {
+	// Backends lists the backends as "http://host:port" (or "host:port").
+	// Required; https is not supported yet.
+	Backends []string `toml:"backends"`
+	// MaxRetries is how many times a failed request is retried on another
+	// backend. Nil means 1; 0 disables failover.
+	MaxRetries *int `toml:"max_retries"`
+	// ConnectTimeout bounds a backend dial. Zero means 2s.
+	ConnectTimeout config.Duration `toml:"connect_timeout"`
+	// ResponseTimeout bounds the wait for the first byte of a response
+	// head after the request was sent, and each later stall while a
+	// response is in progress. Zero means 30s; on expiry the client gets
+	// 504 (if nothing was sent yet).
+	ResponseTimeout config.Duration `toml:"response_timeout"`
+	// IdleTimeout closes idle pooled keep-alive connections. Zero means 60s.
+	IdleTimeout config.Duration `toml:"idle_timeout"`
+	// MaxIdle is the number of idle keep-alive connections kept per
+	// backend per worker. Zero means 64.
+	MaxIdle int `toml:"max_idle"`
+	// FailThreshold is the number of consecutive connect failures or
+	// timeouts after which a backend is skipped. Zero means 3.
+	FailThreshold int `toml:"fail_threshold"`
+	// Cooldown is how long a failed backend is skipped. Zero means 10s.
+	Cooldown config.Duration `toml:"cooldown"`
+}
+
+// Retries returns MaxRetries with its default applied.
+func (c *Config) Retries() int {
+	if c.MaxRetries == nil {
+		return 1
+	}
+	return *c.MaxRetries
+}
+
+// Validate checks the section and reports the first problem with its key.
+func (c *Config) Validate() error {
+	if len(c.Backends) == 0 {
+		return ErrNoBackends
+	}
+	if len(c.Backends) > 64 {
+		return fmt.Errorf("upstreams.backends: at most 64 backends, got %d", len(c.Backends))
+	}
+	seen := map[string]bool{}
+	for i, b := range c.Backends {
+		addr, err := ParseBackend(b)
+		if err != nil {
+			return fmt.Errorf("upstreams.backends[%d]: %w", i, err)
+		}
+		if seen[addr] {
+			return fmt.Errorf("upstreams.backends[%d]: %q listed twice", i, b)
+		}
+		seen[addr] = true
+	}
+	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 16) {
+		return fmt.Errorf("upstreams.max_retries: must be between 0 and 16, got %d", *c.MaxRetries)
+	}
+	if c.MaxIdle < 0 {
+		return fmt.Errorf("upstreams.max_idle: must be >= 0, got %d", c.MaxIdle)
+	}
+	if c.FailThreshold < 0 {
+		return fmt.Errorf("upstreams.fail_threshold: must be >= 0, got %d", c.FailThreshold)
+	}
+	return nil
+}
+
+// ParseBackend turns "http://host:port", "http://host" or "host:port" into
+// a dialable "host:port".
+func ParseBackend(s string) (string, error) {
+	raw := s
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+		if u.Scheme != "http" {
+			return "", fmt.Errorf("%w %q: scheme %q not supported (use http://)", ErrBadBackend, raw, u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+			return "", fmt.Errorf("%w %q: only scheme, host and port are allowed", ErrBadBackend, raw)
+		}
+		s = u.Host
+		if u.Port() == "" {
+			s = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return "", fmt.Errorf("%w %q: want http://host:port", ErrBadBackend, raw)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("%w %q: bad port", ErrBadBackend, raw)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func (c *Config) connectTimeout() time.Duration { return c.ConnectTimeout.Or(2 * time.Second) }

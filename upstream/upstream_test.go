@@ -1,0 +1,98 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+)
+
+func intp(i int) *int { return &i }
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Config
+		ok   bool
+	}{
+		{"ok", Config{Backends: []string{"http://127.0.0.1:8000", "127.0.0.1:8001"}}, true},
+		{"none", Config{}, false},
+		{"https", Config{Backends: []string{"https://a:1"}}, false},
+		{"path", Config{Backends: []string{"http://a:1/x"}}, false},
+		{"noport", Config{Backends: []string{"a"}}, false},
+		{"badport", Config{Backends: []string{"a:99999"}}, false},
+		{"dup", Config{Backends: []string{"http://a:1", "a:1"}}, false},
+		{"retries", Config{Backends: []string{"a:1"}, MaxRetries: intp(-1)}, false},
+	} {
+		err := tc.c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	if got, _ := ParseBackend("http://example.com"); got != "example.com:80" {
+		t.Errorf("ParseBackend(http://example.com) = %q", got)
+	}
+}
+
+func TestPickRoundRobinAndDown(t *testing.T) {
+	c := &Config{Backends: []string{"a:1", "b:2", "c:3"}, FailThreshold: 2}
+	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Now().UnixNano()
+	var got []int
+	for i := 0; i < 6; i++ {
+		got = append(got, bl.Pick(0, now).Index)
+	}
+	want := []int{0, 1, 2, 0, 1, 2}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Pick sequence = %v, want %v", got, want)
+		}
+	}
+	// b fails twice -> down, skipped.
+	b := bl.Backends[1]
+	bl.Failure(b, now)
+	if !b.Up(now) {
+		t.Fatal("down after one failure, threshold is 2")
+	}
+	bl.Failure(b, now)
+	if b.Up(now) {
+		t.Fatal("still up after two failures")
+	}
+	for i := 0; i < 10; i++ {
+		if p := bl.Pick(0, now); p == b {
+			t.Fatal("picked a down backend while others are up")
+		}
+	}
+	// exclusion
+	if p := bl.Pick(1<<0|1<<2, now); p != b {
+		t.Fatalf("Pick with a and c excluded = %v, want the down b as fallback", p)
+	}
+	if p := bl.Pick(7, now); p != nil {
+		t.Fatalf("Pick with all excluded = %v, want nil", p)
+	}
+	// cool-down passes; success brings it back.
+	later := now + int64(11*time.Second)
+	if !b.Up(later) {
+		t.Fatal("not retried after cool-down")
+	}
+	bl.Success(b)
+	if !b.Up(now) {
+		t.Fatal("Success did not bring the backend back")
+	}
+}
+
+func TestDialTimeoutAndRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := &Config{Backends: []string{addr}, ConnectTimeout: 0}
+	bl := NewBalancer(c, slog.Default())
+	if _, err := bl.Dial(context.Background(), bl.Backends[0]); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+}
