@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# scripts/start_all.sh - run the local stack: two test backends and pace.
+#
+#   bash scripts/start_all.sh            # then, in another terminal:
+#   curl -s localhost:8080/ | grep backend
+#   bash scripts/test_proxy.sh
+#
+# Builds what is missing or out of date (./pace with `go build -o pace .`,
+# ./bin/backend from bench/backend), starts backend1 on 127.0.0.1:8000 and
+# backend2 on 127.0.0.1:8001, then pace with $PACE_CONFIG (default
+# ./proxy.toml, else ./config/proxy.toml) and log level $PACE_LOG (default
+# info). It waits until every port answers, prints what runs where, and
+# stays in the foreground: Ctrl-C or SIGTERM stops everything it started.
+# If any of the three exits on its own, the rest are stopped too and the
+# script exits non-zero.
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+die() { echo "start_all.sh: $*" >&2; exit 1; }
+
+PIDS=()
+NAMES=()
+stop_all() {
+	trap - EXIT INT TERM
+	local i pid
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		pid=${PIDS[i]}
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "stopping ${NAMES[i]} (pid $pid)"
+			kill -TERM "$pid" 2>/dev/null
+		fi
+	done
+	for pid in "${PIDS[@]}"; do
+		# pace drains for up to shutdown_timeout; give it that long.
+		wait "$pid" 2>/dev/null
+	done
+}
+trap stop_all EXIT
+trap 'echo; exit 130' INT
+trap 'exit 143' TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port pid name
+	local i
+	for ((i = 0; i < 100; i++)); do
+		port_open "$1" && return 0
+		kill -0 "$2" 2>/dev/null || die "$3 exited before listening on port $1"
+		sleep 0.1
+	done
+	die "$3 is not listening on port $1 after 10s"
+}
+
+# stale FILE PKG...: true when FILE is missing or older than a .go file in PKG
+stale() {
+	local bin=$1
+	shift
+	[ -x "$bin" ] || return 0
+	[ -n "$(find "$@" -name '*.go' -newer "$bin" -print -quit 2>/dev/null)" ]
+}
+
+# ---- build -----------------------------------------------------------------
+if stale ./pace . ; then
+	echo "building ./pace"
+	go build -o pace . || die "go build -o pace . failed"
+fi
+mkdir -p bin
+if stale ./bin/backend ./bench/backend; then
+	echo "building ./bin/backend"
+	go build -o bin/backend ./bench/backend || die "go build ./bench/backend failed"
+fi
+
+CONFIG=${PACE_CONFIG:-}
+if [ -z "$CONFIG" ]; then
+	for c in ./proxy.toml ./config/proxy.toml; do
+		[ -f "$c" ] && CONFIG=$c && break
+	done
+fi
+[ -n "$CONFIG" ] || die "no config: set PACE_CONFIG or create ./proxy.toml (e.g. cp deploy/proxy.toml proxy.toml)"
+[ -f "$CONFIG" ] || die "config $CONFIG does not exist"
+
+# The port pace listens on, from [server] listen (default 8080).
+LISTEN=$(sed -n 's/^[[:space:]]*listen[[:space:]]*=[[:space:]]*"\(.*\)".*/\1/p' "$CONFIG" | head -n 1)
+PACE_PORT=${LISTEN##*:}
+[[ $PACE_PORT =~ ^[0-9]+$ ]] || PACE_PORT=8080
+
+for port in 8000 8001 "$PACE_PORT"; do
+	if port_open "$port"; then
+		die "port $port is already in use (find it with: lsof -i :$port, or ss -ltnp | grep :$port)"
+	fi
+done
+./pace -check -config "$CONFIG" || die "pace -check rejects $CONFIG"
+
+# ---- start -----------------------------------------------------------------
+start() { # name port command...
+	local name=$1 port=$2
+	shift 2
+	# A session of its own: Ctrl-C reaches only this script, which then sends
+	# one SIGTERM (pace treats a second signal as "exit now, no draining").
+	setsid "$@" &
+	PIDS+=($!)
+	NAMES+=("$name")
+	wait_port "$port" "$!" "$name"
+}
+start backend1 8000 ./bin/backend -listen 127.0.0.1:8000 -name backend1 -quiet
+start backend2 8001 ./bin/backend -listen 127.0.0.1:8001 -name backend2 -quiet
+PACE_LOG=${PACE_LOG:-info}
+export PACE_LOG
+start pace "$PACE_PORT" ./pace -config "$CONFIG" -log-level "$PACE_LOG"
+
+cat <<EOF
+
+running (Ctrl-C stops all):
+  backend1  pid ${PIDS[0]}  http://127.0.0.1:8000/
+  backend2  pid ${PIDS[1]}  http://127.0.0.1:8001/
+  pace      pid ${PIDS[2]}  http://localhost:$PACE_PORT/  (config $CONFIG, log $PACE_LOG)
+
+try:
+  curl -s http://localhost:$PACE_PORT/ | grep backend
+  curl -s http://localhost:$PACE_PORT/metrics
+  PACE_URL=http://localhost:$PACE_PORT bash scripts/test_proxy.sh
+EOF
+
+# Wait until one of them exits on its own (or a signal arrives).
+wait -n "${PIDS[@]}"
+rc=$?
+for i in "${!PIDS[@]}"; do
+	if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+		echo "start_all.sh: ${NAMES[i]} exited (status $rc); stopping the rest" >&2
+		break
+	fi
+done
+exit 1
