@@ -47,6 +47,10 @@ type backend struct {
 	closed bool
 	wg     sync.WaitGroup
 	delay  time.Duration // added before every default response
+	// noRecord keeps only a count of messages (long soaks); checks that
+	// look at messages see none.
+	noRecord bool
+	count    int
 }
 
 func startBackend(t testing.TB) *backend {
@@ -163,8 +167,18 @@ func (b *backend) OnConn(id int) []*message {
 
 func (b *backend) record(m *message) {
 	b.mu.Lock()
-	b.msgs = append(b.msgs, m)
+	b.count++
+	if !b.noRecord || m.Err != nil {
+		b.msgs = append(b.msgs, m)
+	}
 	b.mu.Unlock()
+}
+
+// Count is the number of requests received, recorded or not.
+func (b *backend) Count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.count
 }
 
 // recReader records every byte read from the connection.
@@ -212,7 +226,8 @@ func (b *backend) handle(id int, c net.Conn) {
 		m.Trailer = req.Trailer
 		end := len(rr.all) - br.Buffered()
 		m.Raw = append([]byte(nil), rr.all[start:end]...)
-		start = end
+		rr.all = append(rr.all[:0], rr.all[end:]...) // keep only unconsumed bytes
+		start = 0
 		b.record(m)
 		if m.BodyErr != nil {
 			return
@@ -269,6 +284,7 @@ const (
 	modeBigHead       = "big-head"       // a 70 KiB response head: 502, no reuse
 	modeSleep         = "sleep"          // /mode/sleep/MS: wait MS milliseconds, then 200
 	modeHang          = "hang"           // never answer
+	modeBig           = "big"            // /mode/big/N: 200 with an N MiB body
 )
 
 // respond writes the response for m; it returns false when the backend
@@ -310,6 +326,15 @@ func (b *backend) respond(w *bufio.Writer, c net.Conn, m *message, mode, arg, me
 		ms, _ := strconv.Atoi(arg)
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		writeIdentity(w, id, n, target, m.Body, "")
+	case modeBig:
+		mib, _ := strconv.Atoi(arg)
+		fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", mib<<20)
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+		for i := 0; i < mib*16; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return false
+			}
+		}
 	case modeHang:
 		io.Copy(io.Discard, c)
 		return false
