@@ -2,8 +2,9 @@ package codec
 
 import "strconv"
 
-// MaxChunkLine bounds a chunk-size line including extensions and CRLF
-// (RFC 9112 section 7.1.1 sets no limit; longer lines are ErrBadChunk).
+// MaxChunkLine bounds a chunk-size line: with extensions and CRLF it must be
+// shorter than this, like in net/http (RFC 9112 section 7.1.1 sets no limit;
+// longer lines are ErrBadChunk). A chunk-size has at most 16 hex digits.
 const MaxChunkLine = 4096
 
 // BodyMode says what Step writes to dst.
@@ -60,6 +61,8 @@ type Body struct {
 	trFields int
 	maxHead  int
 	maxField int
+	trName   [17]byte // lower-cased start of the current trailer name
+	trNameN  int      // its length; len(trName)+1 once longer than any forbidden name
 }
 
 // Reset prepares b for a body with framing f, written to dst as mode says.
@@ -269,9 +272,10 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 			}
 			continue
 		}
-		// Still on the chunk-size line.
+		// Still on the chunk-size line; with its LF it must stay shorter
+		// than MaxChunkLine.
 		b.lineLen++
-		if b.lineLen > MaxChunkLine {
+		if b.lineLen >= MaxChunkLine-1 {
 			return dst, i, false, ErrBadChunk
 		}
 	}
@@ -295,6 +299,7 @@ func (b *Body) trailerByte(c byte) error {
 			if b.trFields > b.maxField {
 				return ErrTooManyFields
 			}
+			b.trName[0], b.trNameN = lowerTab[c], 1
 			b.state = stTrName
 		case isOWS(c):
 			return ErrObsFold
@@ -307,10 +312,19 @@ func (b *Body) trailerByte(c byte) error {
 	case stTrName:
 		switch {
 		case tcharTab[c]:
+			if b.trNameN < len(b.trName) {
+				b.trName[b.trNameN] = lowerTab[c]
+			}
+			b.trNameN = min(b.trNameN+1, len(b.trName)+1)
 		case c == ':':
+			if forbiddenTrailer(b.trName[:min(b.trNameN, len(b.trName))], b.trNameN) {
+				return ErrBadTrailer
+			}
 			b.state = stTrValue
 		case isOWS(c):
 			return ErrSpaceBeforeColon
+		case c == '\r' || c == '\n':
+			return ErrBadFieldName // no colon
 		default:
 			if err := ctlErr(c); err != nil {
 				return err
@@ -335,4 +349,18 @@ func (b *Body) trailerByte(c byte) error {
 		b.done = true
 	}
 	return nil
+}
+
+// forbiddenTrailer reports whether a trailer field may not be sent because
+// it affects framing or routing (RFC 9110 section 6.5.1): Content-Length,
+// Transfer-Encoding, Trailer and Host. n is the full name length.
+func forbiddenTrailer(lower []byte, n int) bool {
+	if n != len(lower) {
+		return false
+	}
+	switch string(lower) {
+	case "content-length", "transfer-encoding", "trailer", "host":
+		return true
+	}
+	return false
 }

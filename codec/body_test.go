@@ -164,13 +164,14 @@ func TestBodyChunkedBad(t *testing.T) {
 		{"10000000000000000\r\n", ErrBadChunk},     // overflow
 		{"fffffffffffffffff\r\n", ErrBadChunk},     // overflow
 		{"5;" + strings.Repeat("a", MaxChunkLine) + "\r\n", ErrBadChunk},
-		{"0\r\nX : y\r\n\r\n", ErrSpaceBeforeColon}, // trailer rules
-		{"0\r\nX: y\r\n z\r\n\r\n", ErrObsFold},     // trailer obs-fold
-		{"0\r\nX: y\n\r\n", ErrBareLF},              // trailer bare LF
-		{"0\r\nX: y\x00\r\n\r\n", ErrCtlChar},       // trailer NUL
-		{"0\r\nX: y\r\n\n", ErrBareLF},              // bare LF ends trailers
-		{"0\r\nX: y\r\n\rX", ErrBareCR},             // bare CR ends trailers
-		{"0\r\nX(: y\r\n\r\n", ErrBadFieldName},     // bad trailer name
+		{"1;" + strings.Repeat("a", MaxChunkLine-4) + "\r\nx\r\n0\r\n\r\n", ErrBadChunk}, // line of exactly MaxChunkLine
+		{"0\r\nX : y\r\n\r\n", ErrSpaceBeforeColon},                                      // trailer rules
+		{"0\r\nX: y\r\n z\r\n\r\n", ErrObsFold},                                          // trailer obs-fold
+		{"0\r\nX: y\n\r\n", ErrBareLF},                                                   // trailer bare LF
+		{"0\r\nX: y\x00\r\n\r\n", ErrCtlChar},                                            // trailer NUL
+		{"0\r\nX: y\r\n\n", ErrBareLF},                                                   // bare LF ends trailers
+		{"0\r\nX: y\r\n\rX", ErrBareCR},                                                  // bare CR ends trailers
+		{"0\r\nX(: y\r\n\r\n", ErrBadFieldName},                                          // bad trailer name
 		{"0\r\n" + strings.Repeat("X: y\r\n", DefaultMaxFields+1) + "\r\n", ErrTooManyFields},
 	}
 	for _, tt := range tests {
@@ -182,6 +183,22 @@ func TestBodyChunkedBad(t *testing.T) {
 			if n > len(tt.in) {
 				t.Errorf("Step(%q) consumed %d > %d", tt.in, n, len(tt.in))
 			}
+		}
+	}
+}
+
+func TestBodyChunkedValidEdges(t *testing.T) {
+	tests := []struct{ in, payload string }{
+		{"0000000000000005\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"5 ;a\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"A\r\n0123456789\r\n0;last\r\n\r\n", "0123456789"},
+		{"0\r\nContent-Length-X: 1\r\nTrailers: 1\r\n\r\n", ""},
+		{"1;" + strings.Repeat("a", MaxChunkLine-5) + "\r\nx\r\n0\r\n\r\n", "x"},
+	}
+	for _, tt := range tests {
+		out, n, done, err := runBody(chunked, ModeDechunk, []byte(tt.in))
+		if string(out) != tt.payload || n != len(tt.in) || !done || err != nil {
+			t.Errorf("Step(%q) = %q, %d, %v, %v, want %q, %d, true, nil", tt.in, out, n, done, err, tt.payload, len(tt.in))
 		}
 	}
 }

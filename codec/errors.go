@@ -30,6 +30,7 @@ var (
 	ErrBadTransferEncoding = errors.New("codec: invalid Transfer-Encoding")                 // 400, RFC 9112 section 6.3
 	ErrUnknownCoding       = errors.New("codec: transfer coding not implemented")           // 501, RFC 9112 section 6.1
 	ErrBadChunk            = errors.New("codec: malformed chunked encoding")                // 400, RFC 9112 section 7.1
+	ErrBadTrailer          = errors.New("codec: framing or routing field in trailers")      // 400, RFC 9110 section 6.5.1
 	ErrTruncated           = errors.New("codec: body ended before its framing said")        // 400, RFC 9112 section 8
 	ErrBadStatusLine       = errors.New("codec: malformed status line")                     // 502, RFC 9112 section 4
 )

@@ -1,6 +1,9 @@
 package codec
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // Default limits, used for zero Limits fields and a nil *Limits.
 const (
@@ -94,80 +97,120 @@ type headInfo struct {
 
 // parseFields scans field lines from buf[i:] up to and including the empty
 // line that ends the head. It appends to *fields and returns the index just
-// past the final CRLF, or ErrNeedMore when buf ends first.
+// past the final CRLF, or ErrNeedMore when buf ends first. Each byte is
+// looked at once: the value scan stops at the CR that ends the line.
 func parseFields(buf []byte, i int, fields *[]Field, maxFields int, h *headInfo) (int, error) {
 	fs := *fields
-	defer func() { *fields = fs }()
+	n, err := scanFields(buf, i, &fs, maxFields, h)
+	*fields = fs
+	return n, err
+}
+
+func scanFields(buf []byte, i int, fs *[]Field, maxFields int, h *headInfo) (int, error) {
 	for {
-		rest := buf[i:]
-		p := bytes.IndexByte(rest, '\n')
-		if p < 0 {
-			// RFC 9112 section 5.2: obs-fold is rejected as soon as seen.
-			if len(rest) > 0 && isOWS(rest[0]) {
-				return 0, ErrObsFold
+		if i >= len(buf) {
+			return 0, ErrNeedMore
+		}
+		switch c := buf[i]; c {
+		case '\r':
+			if i+1 == len(buf) {
+				return 0, ErrNeedMore
+			}
+			if buf[i+1] != '\n' {
+				return 0, ErrBareCR
+			}
+			return i + 2, nil
+		case '\n':
+			return 0, ErrBareLF // RFC 9112 section 2.2: we accept only CRLF
+		case ' ', '\t':
+			return 0, ErrObsFold // RFC 9112 section 5.2
+		}
+		k := i
+		for k < len(buf) && tcharTab[buf[k]] {
+			k++
+		}
+		if k == len(buf) {
+			return 0, ErrNeedMore
+		}
+		if buf[k] != ':' || k == i {
+			return 0, nameErr(buf, i, k)
+		}
+		v := k + 1
+		for v < len(buf) && isOWS(buf[v]) {
+			v++
+		}
+		e := v + valueEnd(buf[v:])
+		if e+1 >= len(buf) {
+			if e < len(buf) && buf[e] != '\r' {
+				return 0, ctlErr(buf[e])
 			}
 			return 0, ErrNeedMore
 		}
-		if p == 0 || rest[p-1] != '\r' {
-			return 0, ErrBareLF // RFC 9112 section 2.2: we accept only CRLF
+		if buf[e] != '\r' {
+			return 0, ctlErr(buf[e])
 		}
-		line := rest[:p-1]
-		i += p + 1
-		if len(line) == 0 {
-			return i, nil
+		if buf[e+1] != '\n' {
+			return 0, ErrBareCR
 		}
-		if isOWS(line[0]) {
-			return 0, ErrObsFold // RFC 9112 section 5.2
-		}
-		k := 0
-		for k < len(line) && tcharTab[line[k]] {
-			k++
-		}
-		if k == len(line) || line[k] != ':' {
-			return 0, nameErr(line, k)
-		}
-		if k == 0 {
-			return 0, ErrBadFieldName
-		}
-		v := k + 1
-		for v < len(line) && isOWS(line[v]) {
-			v++
-		}
-		e := v
-		for e < len(line) && valueTab[line[e]] {
-			e++
-		}
-		if e < len(line) {
-			return 0, ctlErr(line[e])
-		}
-		for e > v && isOWS(line[e-1]) {
+		next := e + 2
+		for e > v && isOWS(buf[e-1]) {
 			e--
 		}
-		if len(fs) >= maxFields {
+		if len(*fs) >= maxFields {
 			return 0, ErrTooManyFields
 		}
-		fs = append(fs, Field{Name: line[:k], Value: line[v:e]})
-		if err := h.observe(line[:k], line[v:e], len(fs)-1); err != nil {
+		*fs = append(*fs, Field{Name: buf[i:k], Value: buf[v:e]})
+		if err := h.observe(buf[i:k], buf[v:e], len(*fs)-1); err != nil {
 			return 0, err
 		}
+		i = next
 	}
 }
 
-// nameErr classifies the byte at line[k] that ended a field name early.
-func nameErr(line []byte, k int) error {
-	if k == len(line) {
-		return ErrBadFieldName // no colon
+// valueEnd returns the length of the longest prefix of v made of field-value
+// bytes (RFC 9110 section 5.5: VCHAR, obs-text, SP, HTAB). Eight bytes at a
+// time it checks for any byte < 0x20 or == 0x7f, and falls back to the table
+// for a word that has one (HTAB, or the CR ending the line).
+func valueEnd(v []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; len(v)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(v[i:])
+		d := x ^ (lo * 0x7f)
+		if ((x-lo*0x20)&^x|(d-lo)&^d)&hi != 0 {
+			break
+		}
 	}
-	c := line[k]
-	if isOWS(c) {
+	for i < len(v) && valueTab[v[i]] {
+		i++
+	}
+	return i
+}
+
+// nameErr classifies the byte at b[k] that ended the field name b[i:k]
+// early (or the empty name when k == i).
+func nameErr(b []byte, i, k int) error {
+	c := b[k]
+	switch {
+	case k == i && c == ':':
+		return ErrBadFieldName
+	case isOWS(c):
 		j := k
-		for j < len(line) && isOWS(line[j]) {
+		for j < len(b) && isOWS(b[j]) {
 			j++
 		}
-		if k > 0 && j < len(line) && line[j] == ':' {
+		if j == len(b) {
+			return ErrNeedMore
+		}
+		if b[j] == ':' && k > i {
 			return ErrSpaceBeforeColon // RFC 9112 section 5.1
 		}
 		return ErrBadFieldName
+	case c == '\r':
+		if k+1 < len(b) && b[k+1] != '\n' {
+			return ErrBareCR
+		}
+		return ErrBadFieldName // no colon
 	}
 	if err := ctlErr(c); err != nil {
 		return err
@@ -194,6 +237,16 @@ func (h *headInfo) observe(name, value []byte, idx int) error {
 	case 7:
 		if eqFold(name, "upgrade") {
 			h.upgrade = true
+		} else if eqFold(name, "trailer") {
+			// RFC 9110 section 6.5.1: these may not be sent as trailers.
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v = nextToken(v)
+				if eqFold(tok, "content-length") || eqFold(tok, "transfer-encoding") ||
+					eqFold(tok, "trailer") || eqFold(tok, "host") {
+					return ErrBadTrailer
+				}
+			}
 		}
 	case 10:
 		if eqFold(name, "connection") {

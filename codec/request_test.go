@@ -179,6 +179,7 @@ var requestCases = []reqCase{
 	bad("TE chunked-false", get11+"Transfer-Encoding: chunkedx\r\n\r\n", ErrUnknownCoding),
 	bad("TE quoted", get11+"Transfer-Encoding: \"chunked\"\r\n\r\n", ErrBadTransferEncoding),
 	bad("TE on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadTransferEncoding),
+	bad("trailer declares content-length", get11+"Trailer: X, Content-Length\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadTrailer),
 	bad("TE vertical tab", get11+"Transfer-Encoding: \x0bchunked\r\n\r\n", ErrCtlChar),
 }
 
