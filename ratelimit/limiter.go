@@ -83,20 +83,24 @@ type Limiter struct {
 
 	policyLine []byte // "RateLimit-Policy: ...\r\n"
 	policy     string
+	maxKeys    int64
+
+	_    [64]byte     // keep the shared counter off the read-only fields' line
+	keys atomic.Int64 // tracked keys, all shards; changed only on insert and release
+	_    [56]byte
 }
 
 type shardState struct {
 	mu         sync.Mutex
-	last       int64          // latest ms seen; the shard's clock never goes back
-	cycleStart int64          // ms when the clock hand last wrapped to slot 0
-	m          map[Key]uint32 // key -> slot
-	keys       [][]Key        // pages of slot keys; a free slot's key holds the free-list link
-	data       [][]uint32     // pages of slot state, stride words per slot; all zero iff free
-	nslots     uint32         // slots handed out so far (high-water mark)
-	free       uint32         // free-list head + 1; 0 when empty
-	hand       uint32         // next slot the sweep examines
-	maxKeys    int32          // this shard's share of max_keys
-	live       atomic.Int32   // tracked keys (written under mu, read lock-free)
+	last       int64      // latest ms seen; the shard's clock never goes back
+	cycleStart int64      // ms when the clock hand last wrapped to slot 0
+	idx        index      // key -> slot
+	keys       [][]Key    // pages of slot keys; a free slot's key holds the free-list link
+	data       [][]uint32 // pages of slot state, stride words per slot; all zero iff free
+	nslots     uint32     // slots handed out so far (high-water mark)
+	free       uint32     // free-list head + 1; 0 when empty
+	hand       uint32     // next slot the sweep examines
+	live       int32      // keys tracked by this shard
 	evicted    atomic.Uint64
 	rejected   atomic.Uint64
 }
@@ -139,15 +143,7 @@ func New(cfg Config, now func() time.Time) (*Limiter, error) {
 		l.stride = 1 + ringBuckets
 		l.idleMS = l.windowMS + l.bucketMS
 	}
-	per, extra := cfg.MaxKeys/cfg.Shards, cfg.MaxKeys%cfg.Shards
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.m = make(map[Key]uint32)
-		s.maxKeys = int32(per)
-		if i < extra {
-			s.maxKeys++
-		}
-	}
+	l.maxKeys = int64(cfg.MaxKeys)
 	l.policy = `"default";q=` + strconv.Itoa(cfg.MaxRequests) + ";w=" + strconv.Itoa(cfg.WindowSeconds)
 	l.policyLine = []byte("RateLimit-Policy: " + l.policy + "\r\n")
 	return l, nil
@@ -165,11 +161,7 @@ func (l *Limiter) Enabled() bool { return l.enabled }
 // Keys returns the number of tracked keys (for the pace_ratelimit_keys
 // gauge). Expired keys count until the sweep reclaims them.
 func (l *Limiter) Keys() int {
-	n := 0
-	for i := range l.shards {
-		n += int(l.shards[i].live.Load())
-	}
-	return n
+	return int(l.keys.Load())
 }
 
 // Evicted returns how many expired keys were reclaimed ahead of the regular
@@ -199,11 +191,13 @@ func (l *Limiter) nowMS() int64 {
 	return max(ms, 0)
 }
 
-func (l *Limiter) shardOf(k *Key) *shard {
+// hash mixes the 16 key bytes with the limiter's seeds; the top bits pick
+// the shard, the low 32 bits are the shard index's hash.
+func (l *Limiter) hash(k *Key) uint64 {
 	lo := binary.LittleEndian.Uint64(k[:8])
 	hi := binary.LittleEndian.Uint64(k[8:])
 	h1, h0 := bits.Mul64(lo^l.seed0, hi^l.seed1)
-	return &l.shards[(h1^h0)>>l.shift]
+	return h1 ^ h0
 }
 
 // Allow records one request for k at the current time and decides. It does
@@ -214,19 +208,20 @@ func (l *Limiter) Allow(k Key) Decision {
 		return Decision{Allowed: true, Limit: int(l.limit), Remaining: int(l.limit)}
 	}
 	now := l.nowMS()
-	s := l.shardOf(&k)
+	h := l.hash(&k)
+	s := &l.shards[h>>l.shift]
 	s.mu.Lock()
-	d := l.allowLocked(s, &k, now)
+	d := l.allowLocked(s, &k, uint32(h), now)
 	s.mu.Unlock()
 	return d
 }
 
-func (l *Limiter) allowLocked(s *shard, k *Key, now int64) Decision {
+func (l *Limiter) allowLocked(s *shard, k *Key, h uint32, now int64) Decision {
 	if now < s.last {
 		now = s.last
 	}
-	if s.live.Load() > 0 && now-s.last >= l.idleMS {
-		s.reset(now) // every key in the shard has expired
+	if s.live > 0 && now-s.last >= l.idleMS {
+		l.reset(s, now) // every key in the shard has expired
 	}
 	s.last = now
 	if now-s.cycleStart > cycleLimitMS { // finish a slow hand cycle (see doc.go, "Clock")
@@ -237,10 +232,10 @@ func (l *Limiter) allowLocked(s *shard, k *Key, now int64) Decision {
 		}
 	}
 
-	idx, ok := s.m[*k]
+	idx, ok := s.idx.find(h, k, s.keys)
 	if !ok {
 		var d Decision
-		if idx, ok = l.insert(s, k, now, &d); !ok {
+		if idx, ok = l.insert(s, k, h, now, &d); !ok {
 			return d
 		}
 	}
@@ -257,10 +252,15 @@ func (l *Limiter) allowLocked(s *shard, k *Key, now int64) Decision {
 // insert finds a slot for the new key k. When the shard is full it reclaims
 // an expired key if one is among the next fullProbe slots; otherwise it fills
 // in a denial in d and returns false.
-func (l *Limiter) insert(s *shard, k *Key, now int64, d *Decision) (uint32, bool) {
-	if s.live.Load() >= s.maxKeys {
+func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (uint32, bool) {
+	if l.keys.Add(1) > l.maxKeys {
+		l.keys.Add(-1)
 		freed := l.sweep(s, now, fullProbe)
-		if freed == 0 {
+		if freed == 0 || l.keys.Add(1) > l.maxKeys { // another shard may have taken the room
+			if freed > 0 {
+				l.keys.Add(-1)
+				s.evicted.Add(uint64(freed))
+			}
 			s.rejected.Add(1)
 			*d = Decision{Limit: int(l.limit), RetryAfter: time.Millisecond, Reset: time.Millisecond}
 			if wait := l.soonestExpiry(s, now); wait > 0 {
@@ -285,8 +285,8 @@ func (l *Limiter) insert(s *shard, k *Key, now int64, d *Decision) (uint32, bool
 		s.nslots++
 	}
 	s.keys[idx>>pageShift][idx&pageMask] = *k
-	s.m[*k] = idx
-	s.live.Add(1)
+	s.idx.insert(h, idx)
+	s.live++
 	return idx, true
 }
 
@@ -326,12 +326,13 @@ func (l *Limiter) sweep(s *shard, now int64, n int) int {
 		st := s.state(i, l.stride)
 		if at, used := l.expiresAt(st, now); used && at <= now {
 			k := &s.keys[i>>pageShift][i&pageMask]
-			delete(s.m, *k)
+			s.idx.remove(uint32(l.hash(k)), i)
 			clear(st)
 			*k = Key{}
 			binary.LittleEndian.PutUint32(k[:4], s.free)
 			s.free = i + 1
-			s.live.Add(-1)
+			s.live--
+			l.keys.Add(-1)
 			freed++
 		}
 	}
@@ -340,27 +341,32 @@ func (l *Limiter) sweep(s *shard, now int64, n int) int {
 
 // reset drops every key of a shard whose keys have all expired, releasing
 // its memory.
-func (s *shard) reset(now int64) {
-	s.m = make(map[Key]uint32)
+func (l *Limiter) reset(s *shard, now int64) {
+	l.keys.Add(-int64(s.live))
+	s.live = 0
+	s.idx = index{}
 	s.keys, s.data = nil, nil
 	s.nslots, s.free, s.hand = 0, 0, 0
 	s.cycleStart = now
-	s.live.Store(0)
 }
 
 // Sweep examines up to n slots in every shard (each under its own lock,
 // never all at once) and releases expired keys; it returns how many it
-// released. Allow already sweeps incrementally; Sweep lets an idle proxy
-// give memory back sooner, e.g. from a ticker.
+// released. A shard left with no keys gives its map and slab back to the
+// garbage collector. Allow already sweeps incrementally (and never shrinks a
+// shard, except the idle reset); Sweep lets a quiet proxy reclaim keys and
+// memory sooner, e.g. from a ticker calling Sweep(1024) every second.
 func (l *Limiter) Sweep(n int) int {
 	freed := 0
 	for i := range l.shards {
 		s := &l.shards[i]
 		now := l.nowMS()
 		s.mu.Lock()
-		now = max(now, s.last)
-		s.last = now
+		now = max(now, s.last) // s.last stays the newest stored time (idle rule)
 		freed += l.sweep(s, now, n)
+		if s.live == 0 && s.nslots > 0 {
+			l.reset(s, now) // empty: give the map and slab back
+		}
 		s.mu.Unlock()
 	}
 	return freed

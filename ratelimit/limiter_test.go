@@ -321,13 +321,29 @@ func TestSweepReleasesExpiredKeys(t *testing.T) {
 	if got := l.Keys(); got != 0 {
 		t.Errorf("Keys() after everything expired and Sweep = %d, want 0", got)
 	}
-	// Freed slots are reused: the slab does not grow.
-	before := l.shards[0].nslots
-	for i := 0; i < 1000; i++ {
-		l.Allow(KeyFromAddr(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)})))
+}
+
+// Slots released by the sweep are reused, so the slab does not grow.
+func TestSlotsReused(t *testing.T) {
+	l, c := newTest(t, Config{MaxRequests: 2, WindowSeconds: 10, Shards: 1})
+	for i := 0; i < 100; i++ {
+		l.Allow(KeyFromAddr(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})))
 	}
-	if after := l.shards[0].nslots; after > before+before/2 {
-		t.Errorf("shard 0 slots grew from %d to %d for the same number of keys", before, after)
+	c.Set(9 * sec)
+	b := ipKey("192.0.2.1")
+	l.Allow(b)
+	c.Set(11 * sec) // the 100 expired; b keeps the shard from being idle
+	for i := 0; i < 60; i++ {
+		l.Allow(b) // 60 Allows sweep 120 slots
+	}
+	if got := l.Keys(); got != 1 {
+		t.Fatalf("Keys() = %d, want 1", got)
+	}
+	for i := 0; i < 100; i++ {
+		l.Allow(KeyFromAddr(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)})))
+	}
+	if got := l.shards[0].nslots; got != 101 {
+		t.Errorf("slots = %d after 100 keys replaced 100 expired ones, want 101", got)
 	}
 }
 

@@ -1,0 +1,44 @@
+package ratelimit
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// The index agrees with a map under random inserts and removes, including
+// colliding hashes (few distinct hash values force long probe runs).
+func TestIndexMatchesMap(t *testing.T) {
+	for _, hashes := range []uint32{1<<32 - 1, 64, 3} {
+		rng := rand.New(rand.NewPCG(5, uint64(hashes)))
+		const slots = 2048
+		keys := make([][]Key, slots/pageSlots)
+		for p := range keys {
+			keys[p] = make([]Key, pageSlots)
+		}
+		hashOf := make([]uint32, slots)
+		for s := range hashOf {
+			keys[s>>pageShift][s&pageMask] = Key{byte(s), byte(s >> 8), 1}
+			hashOf[s] = rng.Uint32() % hashes
+		}
+		var x index
+		in := map[uint32]bool{}
+		for i := 0; i < 50000; i++ {
+			s := uint32(rng.IntN(slots))
+			k := keys[s>>pageShift][s&pageMask]
+			got, ok := x.find(hashOf[s], &k, keys)
+			if ok != in[s] || ok && got != s {
+				t.Fatalf("hashes=%d op %d: find(slot %d) = %d, %v, want %v", hashes, i, s, got, ok, in[s])
+			}
+			if ok {
+				x.remove(hashOf[s], s)
+				delete(in, s)
+			} else if rng.IntN(3) > 0 {
+				x.insert(hashOf[s], s)
+				in[s] = true
+			}
+			if x.n != len(in) {
+				t.Fatalf("hashes=%d op %d: n = %d, want %d", hashes, i, x.n, len(in))
+			}
+		}
+	}
+}
