@@ -96,6 +96,7 @@ type Metrics struct {
 // keys and overflow report the limiter's tracked keys and how often it was
 // full; either may be nil.
 func New(backends []string, keys, overflow func() float64) *Metrics {
+	vm.ExposeMetadata(true) // # TYPE lines, so parsers see one histogram family
 	m := &Metrics{set: vm.NewSet()}
 	s := m.set
 	s.NewGauge("pace_client_connections", func() float64 { return float64(m.ClientConns.Load()) })

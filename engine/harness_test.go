@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pace-proxy/pace/config"
+	"github.com/pace-proxy/pace/upstream"
+)
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}
+
+type testProxy struct {
+	e       *Engine
+	addr    string
+	done    chan error
+	stopped sync.Once
+}
+
+// startProxy runs an engine in this process in front of backends; tweak
+// may edit the options first.
+func startProxy(t testing.TB, backends []string, tweak func(o *Options)) *testProxy {
+	t.Helper()
+	off := false
+	o := Options{
+		Server:    Config{Listen: freeAddr(t), Workers: 2},
+		Upstreams: upstream.Config{Backends: backends},
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	o.RateLimit.Enabled = &off
+	if testing.Verbose() {
+		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	e, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testProxy{e: e, addr: o.Server.Listen, done: make(chan error, 1)}
+	go func() { p.done <- e.Run() }()
+	select {
+	case <-e.Ready():
+	case err := <-p.done:
+		t.Fatalf("engine did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine did not start in 5s")
+	}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *testProxy) stop(t testing.TB) {
+	p.stopped.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.e.Shutdown(ctx)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			t.Error("engine did not stop")
+		}
+	})
+}
+
+// waitStopped is for tests that call Shutdown themselves.
+func (p *testProxy) waitStopped(t testing.TB) {
+	p.stopped.Do(func() {
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after Shutdown")
+		}
+	})
+}
+
+func (p *testProxy) url(path string) string { return "http://" + p.addr + path }
+
+// namedBackend is an httptest server that answers with its name and the
+// proxy headers it received, and counts its connections.
+type namedBackend struct {
+	*httptest.Server
+	name  string
+	conns atomic.Int64
+	reqs  atomic.Int64
+}
+
+func newNamedBackend(t testing.TB, name string, h http.HandlerFunc) *namedBackend {
+	b := &namedBackend{name: name}
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.reqs.Add(1)
+		if h != nil {
+			h(w, r)
+			return
+		}
+		fmt.Fprintf(w, "hello from %s\nx-proxy: %s\nx-forwarded-for: %s\nx-forwarded-proto: %s\nx-foo: %s\n",
+			name, r.Header.Get("X-Proxy"), r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Foo"))
+	}))
+	b.Server.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *namedBackend) addr() string { return b.Listener.Addr().String() }
+
+// rawBackend accepts connections and hands each to serve.
+func rawBackend(t testing.TB, serve func(c net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// readHead reads one request head from br (for raw backends).
+func readHead(br *bufio.Reader) (string, error) {
+	var sb strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return sb.String(), err
+		}
+		sb.WriteString(line)
+		if line == "\r\n" {
+			return sb.String(), nil
+		}
+	}
+}
+
+func client() *http.Client {
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}
+}
+
+func dur(d time.Duration) config.Duration { return config.Duration(d) }
+
+func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("GET %s body: %v", url, err)
+	}
+	return resp, string(b)
+}

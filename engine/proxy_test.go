@@ -1,0 +1,538 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestRoundRobinAndHeaders(t *testing.T) {
+	b1 := newNamedBackend(t, "backend1", nil)
+	b2 := newNamedBackend(t, "backend2", nil)
+	p := startProxy(t, []string{"http://" + b1.addr(), "http://" + b2.addr()}, nil)
+	c := client()
+	var names []string
+	for i := 0; i < 6; i++ {
+		req, _ := http.NewRequest("GET", p.url("/"), nil)
+		req.Header.Set("X-Foo", "must-not-pass")
+		req.Header.Set("Connection", "X-Foo") // names X-Foo as hop-by-hop
+		req.Header.Set("X-Proxy", "spoofed")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		first := strings.SplitN(string(body), "\n", 2)[0]
+		names = append(names, strings.TrimPrefix(first, "hello from "))
+		want := b1.addr()
+		if strings.Contains(first, "backend2") {
+			want = b2.addr()
+		}
+		if got := resp.Header.Get("X-Backend"); got != want {
+			t.Errorf("X-Backend = %q, want %q", got, want)
+		}
+		for _, line := range []string{"x-proxy: pace\n", "x-forwarded-for: 127.0.0.1\n", "x-forwarded-proto: http\n", "x-foo: \n"} {
+			if !strings.Contains(string(body), line) {
+				t.Errorf("backend saw %q, want a line %q", body, line)
+			}
+		}
+	}
+	for i := 1; i < len(names); i++ {
+		if names[i] == names[i-1] {
+			t.Fatalf("round robin order = %v, want alternation", names)
+		}
+	}
+}
+
+func TestXForwardedForAppends(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	req, _ := http.NewRequest("GET", p.url("/"), nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "x-forwarded-for: 203.0.113.9, 127.0.0.1\n") {
+		t.Fatalf("backend saw %q, want the client IP appended", body)
+	}
+}
+
+func TestRateLimit429(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		on := true
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 3
+		o.RateLimit.WindowSeconds = 60
+	})
+	c := client()
+	for i := 0; i < 3; i++ {
+		resp, _ := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i+1, resp.StatusCode)
+		}
+		if resp.Header.Get("RateLimit") == "" || resp.Header.Get("RateLimit-Policy") == "" {
+			t.Fatalf("admitted response lacks RateLimit headers: %v", resp.Header)
+		}
+	}
+	resp, body := get(t, c, p.url("/"))
+	if resp.StatusCode != 429 {
+		t.Fatalf("4th request: status %d, want 429", resp.StatusCode)
+	}
+	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || ra < 1 || ra > 60 {
+		t.Fatalf("Retry-After = %q, want 1..60", resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(body, "rate limit") {
+		t.Fatalf("429 body %q", body)
+	}
+	// /metrics is never limited.
+	if resp, _ := get(t, c, p.url("/metrics")); resp.StatusCode != 200 {
+		t.Fatalf("/metrics while limited: %d", resp.StatusCode)
+	}
+	if got := b.reqs.Load(); got != 3 {
+		t.Fatalf("backend got %d requests, want 3", got)
+	}
+}
+
+func TestFailoverOneBackendDown(t *testing.T) {
+	b := newNamedBackend(t, "alive", nil)
+	dead := freeAddr(t)
+	p := startProxy(t, []string{dead, b.addr()}, nil)
+	c := client()
+	for i := 0; i < 20; i++ {
+		resp, body := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "hello from alive") {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if p.e.met.Retries.Get() == 0 {
+		t.Fatal("no retries counted")
+	}
+	if p.e.bal.Backends[0].Up(nanotime()) {
+		t.Fatal("dead backend not marked down")
+	}
+}
+
+func TestAllBackendsDown502(t *testing.T) {
+	p := startProxy(t, []string{freeAddr(t), freeAddr(t)}, nil)
+	resp, body := get(t, client(), p.url("/"))
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d %q, want 502", resp.StatusCode, body)
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	c := client()
+	for i := 0; i < 1000; i++ {
+		resp, _ := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if n := b.conns.Load(); n > 4 {
+		t.Fatalf("1000 sequential requests opened %d backend connections, want <= 4", n)
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	})
+	p := startProxy(t, []string{b.addr()}, nil)
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	reqs := "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.1\r\nHost: x\r\n\r\n"
+	if _, err := conn.Write([]byte(reqs)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for _, want := range []string{"/slow", "/b", "/c", "/d"} {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading response for %s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "path="+want {
+			t.Fatalf("pipelined response = %q, want path=%s", body, want)
+		}
+	}
+}
+
+// bodyBackend serves /bytes?n=N[&chunked=1] and /sha256 (hash of the body).
+func bodyBackend(t *testing.T) *namedBackend {
+	return newNamedBackend(t, "bodies", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/bytes":
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			if r.URL.Query().Get("chunked") == "" {
+				w.Header().Set("Content-Length", strconv.Itoa(n))
+			}
+			buf := pattern(64 << 10)
+			for n > 0 {
+				k := min(n, len(buf))
+				w.Write(buf[:k])
+				n -= k
+			}
+		case "/sha256":
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.Header().Set("ETag", `"x"`)
+			w.WriteHeader(304)
+		default:
+			io.WriteString(w, "ok")
+		}
+	})
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+func TestLargeBodiesBothWays(t *testing.T) {
+	b := bodyBackend(t)
+	p := startProxy(t, []string{b.addr()}, nil)
+	c := client()
+	const n = 8 << 20
+	for _, chunked := range []string{"", "&chunked=1"} {
+		resp, body := get(t, c, p.url("/bytes?n="+strconv.Itoa(n)+chunked))
+		if resp.StatusCode != 200 || len(body) != n {
+			t.Fatalf("download%s: status %d, %d bytes, want %d", chunked, resp.StatusCode, len(body), n)
+		}
+		want := pattern(64 << 10)
+		for i := 0; i < n; i += len(want) {
+			if body[i:i+len(want)] != string(want) {
+				t.Fatalf("download%s: corrupt at %d", chunked, i)
+			}
+		}
+	}
+	payload := bytes.Repeat([]byte("0123456789abcdef"), n/16)
+	sum := sha256.Sum256(payload)
+	want := fmt.Sprintf("%d %s", n, hex.EncodeToString(sum[:]))
+	// Content-Length upload.
+	resp, err := c.Post(p.url("/sha256"), "application/octet-stream", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != want {
+		t.Fatalf("CL upload: backend saw %q, want %q", got, want)
+	}
+	// Chunked upload (unknown length).
+	resp, err = c.Post(p.url("/sha256"), "application/octet-stream", io.MultiReader(bytes.NewReader(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != want {
+		t.Fatalf("chunked upload: backend saw %q, want %q", got, want)
+	}
+}
+
+func TestHTTP10Dechunked(t *testing.T) {
+	b := bodyBackend(t)
+	p := startProxy(t, []string{b.addr()}, nil)
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET /bytes?n=100000&chunked=1 HTTP/1.0\r\n\r\n"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(conn) // pace must close after a close-delimited body
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, ok := strings.Cut(string(all), "\r\n\r\n")
+	if !ok {
+		t.Fatalf("no head in %q", all[:min(len(all), 200)])
+	}
+	if strings.Contains(strings.ToLower(head), "transfer-encoding") {
+		t.Fatalf("HTTP/1.0 client got a Transfer-Encoding: %q", head)
+	}
+	if !strings.Contains(head, "Connection: close") {
+		t.Fatalf("no Connection: close in %q", head)
+	}
+	if len(body) != 100000 || body[:26] != "abcdefghijklmnopqrstuvwxyz" {
+		t.Fatalf("de-chunked body: %d bytes", len(body))
+	}
+}
+
+func TestHeadAnd204And304Framing(t *testing.T) {
+	b := bodyBackend(t)
+	p := startProxy(t, []string{b.addr()}, nil)
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	send := func(method, path string) *http.Response {
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", method, path)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.ReadAll(resp.Body)
+		return resp
+	}
+	if r := send("HEAD", "/bytes?n=1234"); r.StatusCode != 200 || r.Header.Get("Content-Length") != "1234" {
+		t.Fatalf("HEAD: %d, Content-Length %q, want 1234", r.StatusCode, r.Header.Get("Content-Length"))
+	}
+	if r := send("GET", "/204"); r.StatusCode != 204 {
+		t.Fatalf("204: %d", r.StatusCode)
+	}
+	if r := send("GET", "/304"); r.StatusCode != 304 {
+		t.Fatalf("304: %d", r.StatusCode)
+	}
+	// The connection must still be in sync.
+	if r := send("GET", "/bytes?n=5"); r.StatusCode != 200 {
+		t.Fatalf("after no-body responses: %d", r.StatusCode)
+	}
+}
+
+func TestGarbageResponse502(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		c.Write([]byte("HTTP/1.1 2xx Nope\r\nContent-Length: 0\r\n\r\n"))
+		time.Sleep(100 * time.Millisecond)
+	})
+	p := startProxy(t, []string{addr}, nil)
+	resp, _ := get(t, client(), p.url("/"))
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+}
+
+func TestTimeout504(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		time.Sleep(3 * time.Second)
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Upstreams.ResponseTimeout = dur(300 * time.Millisecond)
+	})
+	start := time.Now()
+	resp, _ := get(t, client(), p.url("/"))
+	if resp.StatusCode != 504 {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("504 took %v", el)
+	}
+}
+
+func TestMetricsExposition(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	c := client()
+	for i := 0; i < 5; i++ {
+		get(t, c, p.url("/"))
+	}
+	resp, body := get(t, c, p.url("/metrics"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v\n%s", err, body)
+	}
+	h, ok := fams["http_requests_duration_seconds"]
+	if !ok {
+		t.Fatalf("no http_requests_duration_seconds in\n%s", body)
+	}
+	var found bool
+	for _, m := range h.Metric {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["method"] == "GET" && labels["status"] == "200" {
+			found = true
+			if got := m.GetHistogram().GetSampleCount(); got != 5 {
+				t.Errorf("GET 200 count = %d, want 5", got)
+			}
+			if len(m.GetHistogram().GetBucket()) < 10 {
+				t.Errorf("only %d buckets", len(m.GetHistogram().GetBucket()))
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no GET/200 series")
+	}
+	for _, name := range []string{"pace_upstream_requests_total", "pace_client_connections", "pace_backend_up", "pace_upstream_idle_connections", "pace_retries_total", "pace_ratelimited_total", "go_goroutines"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	if !strings.Contains(body, `http_requests_duration_seconds_bucket{method="GET",status="200",le="0.01"}`) {
+		t.Errorf("bucket line not in the brief's form")
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, "slow done")
+	})
+	p := startProxy(t, []string{b.addr()}, nil)
+	// An idle keep-alive connection, to be closed by the drain.
+	idle, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := client().Get(p.url("/slow"))
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		bb, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{status: resp.StatusCode, body: string(bb)}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := p.e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	r := <-res
+	if r.err != nil || r.status != 200 || r.body != "slow done" {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the in-flight request could finish", el)
+	}
+	idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle keep-alive connection still open after drain")
+	}
+	p.waitStopped(t)
+	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+func TestMalformedRequestsCloseOnlyThatConnection(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	good, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	gbr := bufio.NewReader(good)
+	for _, tc := range []struct {
+		raw    string
+		status int
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+		{"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505},
+		{"GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("b", 70000) + "\r\n\r\n", 431},
+		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x-foo, chunked\r\n\r\n", 501},
+		{"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\n\r\n", 400},
+	} {
+		bad, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad.Write([]byte(tc.raw))
+		bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, _ := io.ReadAll(bad)
+		bad.Close()
+		want := "HTTP/1.1 " + strconv.Itoa(tc.status) + " "
+		if !strings.HasPrefix(string(all), want) || !strings.Contains(string(all), "Connection: close") {
+			t.Errorf("Parse(%.60q) answered %.80q, want %q and a close", tc.raw, all, want)
+		}
+		// The other connection keeps working.
+		fmt.Fprintf(good, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		good.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(gbr, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("good connection broke after %.40q: %v", tc.raw, err)
+		}
+		io.ReadAll(resp.Body)
+	}
+}
+
+func TestStaleKeepAliveRetried(t *testing.T) {
+	// The backend answers one request per connection but says keep-alive,
+	// then closes: the next request on the pooled connection must be
+	// retried transparently.
+	var mu sync.Mutex
+	conns := 0
+	addr := rawBackend(t, func(c net.Conn) {
+		mu.Lock()
+		conns++
+		mu.Unlock()
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		time.Sleep(20 * time.Millisecond)
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) { o.Server.Workers = 1 })
+	c := client()
+	for i := 0; i < 5; i++ {
+		resp, body := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
