@@ -141,7 +141,7 @@ func stressSlowloris(t *testing.T) {
 	during, f1 := latencies(px.Addr, 3*time.Second)
 	wg.Wait()
 	rss1 := procStatus(px.Pid(), "VmRSS")
-	t.Logf("slowloris: %d slow conns opened in %v; normal client p99 before %v (%d reqs), during %v (%d reqs); slow conns closed within 8s: %d, later: %d, still open at 12s: %d; RSS %d -> %d kB",
+	t.Logf("slowloris: %d slow conns opened, run took %v; normal client p99 before %v (%d reqs), during %v (%d reqs); slow conns closed within 8s: %d, later: %d, still open at 12s: %d; RSS %d -> %d kB",
 		opened.Load(), time.Since(start).Round(time.Millisecond), p99(before), len(before), p99(during), len(during), closedInTime.Load(), closedLate.Load(), stillOpen.Load(), rss0, rss1)
 	errs := int64(f0 + f1)
 	if f0+f1 > 0 {
