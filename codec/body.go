@@ -30,7 +30,6 @@ const (
 const (
 	stSizeStart uint8 = iota // first hex digit of chunk-size
 	stSize                   // more hex digits
-	stSizeWS                 // BWS before ";"
 	stExt                    // chunk-ext bytes up to CR
 	stSizeLF                 // LF ending the size line
 	stData                   // chunk-data
@@ -208,22 +207,14 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 				switch c {
 				case ';':
 					b.state = stExt
-				case ' ', '\t':
-					b.state = stSizeWS
+				// RFC 9112 section 7.1.1 allows BWS before ";", but
+				// net/http and others do not: reject it so that no
+				// backend can read the size line differently.
 				case '\r':
 					b.state = stSizeLF
 				default:
 					return dst, i, false, ErrBadChunk
 				}
-			}
-		case stSizeWS:
-			// RFC 9112 section 7.1.1: BWS is allowed only before ";".
-			switch c {
-			case ' ', '\t':
-			case ';':
-				b.state = stExt
-			default:
-				return dst, i, false, ErrBadChunk
 			}
 		case stExt:
 			if c == '\r' {

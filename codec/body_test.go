@@ -190,7 +190,6 @@ func TestBodyChunkedBad(t *testing.T) {
 func TestBodyChunkedValidEdges(t *testing.T) {
 	tests := []struct{ in, payload string }{
 		{"0000000000000005\r\nhello\r\n0\r\n\r\n", "hello"},
-		{"5 ;a\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"A\r\n0123456789\r\n0;last\r\n\r\n", "0123456789"},
 		{"0\r\nContent-Length-X: 1\r\nTrailers: 1\r\n\r\n", ""},
 		{"1;" + strings.Repeat("a", MaxChunkLine-5) + "\r\nx\r\n0\r\n\r\n", "x"},

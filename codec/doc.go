@@ -29,7 +29,16 @@
 //   - A message with both Content-Length and Transfer-Encoding is rejected,
 //     request or response.
 //   - The request-target must be visible ASCII (0x21-0x7E); raw bytes >= 0x80
-//     must be percent-encoded by the client.
+//     must be percent-encoded by the client. Its form must fit the method
+//     (RFC 9112 section 3.2): "*" only for OPTIONS, authority-form only and
+//     always for CONNECT.
+//   - A chunk-size is 1 to 16 hex digits with nothing but ";" extensions after
+//     it (no whitespace, although RFC 9112 section 7.1.1 allows BWS, because
+//     net/http and other backends refuse it); extensions may hold no control
+//     bytes; a size line with its CRLF is shorter than MaxChunkLine.
+//   - Trailer fields follow the head field rules; Content-Length,
+//     Transfer-Encoding, Trailer and Host may not be trailers (RFC 9110
+//     section 6.5.1), nor be named in a Trailer field.
 //
 // StatusOf maps every rejection to the status pace answers with before it
 // closes the connection.

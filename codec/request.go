@@ -1,6 +1,9 @@
 package codec
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // Request is a parsed request head. All []byte fields alias the input passed
 // to Parse and are valid only as long as that input is. Fields is a reused
@@ -137,10 +140,7 @@ func (r *Request) parseRequestLine(line []byte, maxTarget int) error {
 		return ErrBadRequestLine
 	}
 	t := m + 1
-	e := t
-	for e < len(line) && targetTab[line[e]] {
-		e++
-	}
+	e := t + targetEnd(line[t:])
 	if e-t > maxTarget {
 		return ErrTargetTooLong
 	}
@@ -221,4 +221,23 @@ func partialRequestLine(b []byte, maxTarget int) error {
 		return ErrTargetTooLong
 	}
 	return nil
+}
+
+// targetEnd returns the length of the longest prefix of v made of visible
+// ASCII (0x21-0x7E), eight bytes at a time while no word has a byte < 0x21,
+// >= 0x80 or == 0x7f.
+func targetEnd(v []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; len(v)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(v[i:])
+		d := x ^ (lo * 0x7f)
+		if (x|(x-lo*0x21)|(d-lo)&^d)&hi != 0 {
+			break
+		}
+	}
+	for i < len(v) && targetTab[v[i]] {
+		i++
+	}
+	return i
 }
