@@ -62,6 +62,7 @@ type Body struct {
 	maxField int
 	trName   [17]byte // lower-cased start of the current trailer name
 	trNameN  int      // its length; len(trName)+1 once longer than any forbidden name
+	err      error    // sticky framing error
 }
 
 // Reset prepares b for a body with framing f, written to dst as mode says.
@@ -106,8 +107,8 @@ var lastChunk = []byte("0\r\n\r\n")
 // (possibly grown) dst, the number of src bytes consumed (bytes after the
 // body's end are not consumed: they belong to the next message), whether the
 // body is now complete, and a framing error (ErrBadChunk, or a trailer field
-// error as for heads). After an error the body cannot continue. Step does
-// not allocate when dst has capacity.
+// error as for heads). An error is sticky: later calls return it again
+// without consuming. Step does not allocate when dst has capacity.
 func (b *Body) Step(dst, src []byte) (out []byte, consumed int, done bool, err error) {
 	if b.Done() {
 		return dst, 0, true, nil
@@ -127,7 +128,12 @@ func (b *Body) Step(dst, src []byte) (out []byte, consumed int, done bool, err e
 	case BodyClose:
 		return b.emit(dst, src), len(src), false, nil
 	}
-	return b.stepChunked(dst, src)
+	if b.err != nil {
+		return dst, 0, false, b.err
+	}
+	out, consumed, done, err = b.stepChunked(dst, src)
+	b.err = err
+	return
 }
 
 // Finish tells b the input ended (the peer closed). It completes a BodyClose

@@ -33,26 +33,36 @@ func runBody(f Framing, mode BodyMode, src []byte, cuts ...int) (out []byte, con
 
 func TestBodyLengthEverySplit(t *testing.T) {
 	body := "hello, world"
-	src := []byte(body + "GET / HTTP/1.1\r\n") // next message follows
+	src := []byte(body + "GET / HTTP/1.1\r\n") // the next message follows
 	for _, mode := range []BodyMode{ModeForward, ModeDechunk, ModeRechunk} {
 		for cut := 0; cut <= len(src); cut++ {
 			out, n, done, err := runBody(cl(int64(len(body))), mode, src, cut)
-			want := map[BodyMode]string{ModeForward: "", ModeDechunk: body}[mode]
-			if mode == ModeRechunk {
-				if cut > 0 && cut < len(body) {
-					want = "" // checked by decoding below
-				} else {
-					want = "c\r\n" + body + "\r\n0\r\n\r\n"
+			if err != nil || !done || n != len(body) {
+				t.Fatalf("mode %d cut %d: Step = %d, %v, %v, want %d, true, nil", mode, cut, n, done, err, len(body))
+			}
+			var payload []byte
+			switch mode {
+			case ModeForward:
+				payload = src[:n]
+				if len(out) != 0 {
+					t.Fatalf("cut %d: ModeForward wrote %q", cut, out)
+				}
+			case ModeDechunk:
+				payload = out
+			case ModeRechunk:
+				if cut == 0 || cut >= len(body) {
+					if want := "c\r\n" + body + "\r\n0\r\n\r\n"; string(out) != want {
+						t.Fatalf("cut %d: rechunked %q, want %q", cut, out, want)
+					}
+				}
+				var ok bool
+				payload, _, ok, err = runBody(chunked, ModeDechunk, out)
+				if err != nil || !ok {
+					t.Fatalf("cut %d: rechunked %q does not decode: %v", cut, out, err)
 				}
 			}
-			if err != nil || !done || n != len(body) || (want != "" && string(out) != want) || (want == "" && mode != ModeRechunk && len(out) != 0) {
-				t.Fatalf("mode %d cut %d: Step = %q, %d, %v, %v, want %q, %d, true, nil", mode, cut, out, n, done, err, want, len(body))
-			}
-			if mode == ModeRechunk {
-				got, _, ok, err := runBody(chunked, ModeDechunk, out)
-				if err != nil || !ok || string(got) != body {
-					t.Fatalf("cut %d: rechunked %q decodes to %q, %v, %v", cut, out, got, ok, err)
-				}
+			if string(payload) != body {
+				t.Fatalf("mode %d cut %d: payload %q, want %q", mode, cut, payload, body)
 			}
 		}
 	}
@@ -199,6 +209,17 @@ func TestBodyChunkedValidEdges(t *testing.T) {
 		if string(out) != tt.payload || n != len(tt.in) || !done || err != nil {
 			t.Errorf("Step(%q) = %q, %d, %v, %v, want %q, %d, true, nil", tt.in, out, n, done, err, tt.payload, len(tt.in))
 		}
+	}
+}
+
+func TestBodyStickyError(t *testing.T) {
+	var b Body
+	b.Reset(chunked, ModeDechunk)
+	if _, _, _, err := b.Step(nil, []byte("x")); err != ErrBadChunk {
+		t.Fatalf("Step(x) = %v, want ErrBadChunk", err)
+	}
+	if _, n, done, err := b.Step(nil, []byte("0\r\n\r\n")); err != ErrBadChunk || n != 0 || done {
+		t.Fatalf("Step after error = %d, %v, %v, want 0, false, ErrBadChunk", n, done, err)
 	}
 }
 
