@@ -3,7 +3,7 @@ package ratelimit
 // index is a shard's open-addressing hash table from Key to slab slot: linear
 // probing over uint64 entries holding the key's 32-bit hash (high half) and
 // slot+1 (low half; 0 marks an empty entry). Keys themselves live in the
-// slab, so an entry costs 8 bytes and growing the table never touches the
+// slab slots, so an entry costs 8 bytes and growing the table never touches the
 // slab: it rehashes from the stored hashes, a sequential pass bounded by the
 // shard's size. Deletion shifts entries back, so there are no tombstones.
 // It replaces map[Key]uint32, which cost about 45 bytes per key.
@@ -15,7 +15,7 @@ type index struct {
 const minIndex = 16
 
 // find returns the slot of k (hash h) and true, or false when k is absent.
-func (x *index) find(h uint32, k *Key, keys [][]Key) (slot uint32, ok bool) {
+func (x *index) find(h uint32, k *Key, data [][]uint32, stride int) (slot uint32, ok bool) {
 	if len(x.t) == 0 {
 		return 0, false
 	}
@@ -27,7 +27,7 @@ func (x *index) find(h uint32, k *Key, keys [][]Key) (slot uint32, ok bool) {
 		}
 		if uint32(e>>32) == h {
 			s := uint32(e) - 1
-			if keys[s>>pageShift][s&pageMask] == *k {
+			if *slotKey(data, s, stride) == *k {
 				return s, true
 			}
 		}

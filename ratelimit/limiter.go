@@ -95,8 +95,7 @@ type shardState struct {
 	last       int64      // latest ms seen; the shard's clock never goes back
 	cycleStart int64      // ms when the clock hand last wrapped to slot 0
 	idx        index      // key -> slot
-	keys       [][]Key    // pages of slot keys; a free slot's key holds the free-list link
-	data       [][]uint32 // pages of slot state, stride words per slot; all zero iff free
+	data       [][]uint32 // slab pages: per slot its Key (or, when free, the free-list link), then its state (all zero iff free)
 	nslots     uint32     // slots handed out so far (high-water mark)
 	free       uint32     // free-list head + 1; 0 when empty
 	hand       uint32     // next slot the sweep examines
@@ -136,11 +135,11 @@ func New(cfg Config, now func() time.Time) (*Limiter, error) {
 	}
 	l.start = now()
 	if l.exact {
-		l.stride = cfg.MaxRequests
+		l.stride = keyWords + cfg.MaxRequests
 		l.idleMS = l.windowMS
 	} else {
 		l.bucketMS = (l.windowMS + bucketCount - 1) / bucketCount
-		l.stride = 1 + ringBuckets
+		l.stride = keyWords + 1 + ringBuckets
 		l.idleMS = l.windowMS + l.bucketMS
 	}
 	l.maxKeys = int64(cfg.MaxKeys)
@@ -232,7 +231,7 @@ func (l *Limiter) allowLocked(s *shard, k *Key, h uint32, now int64) Decision {
 		}
 	}
 
-	idx, ok := s.idx.find(h, k, s.keys)
+	idx, ok := s.idx.find(h, k, s.data, l.stride)
 	if !ok {
 		var d Decision
 		if idx, ok = l.insert(s, k, h, now, &d); !ok {
@@ -274,17 +273,16 @@ func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (ui
 	var idx uint32
 	if s.free != 0 {
 		idx = s.free - 1
-		link := &s.keys[idx>>pageShift][idx&pageMask]
+		link := s.key(idx, l.stride)
 		s.free = binary.LittleEndian.Uint32(link[:4])
 	} else {
 		idx = s.nslots
 		if idx&pageMask == 0 {
-			s.keys = append(s.keys, make([]Key, pageSlots))
 			s.data = append(s.data, make([]uint32, pageSlots*l.stride))
 		}
 		s.nslots++
 	}
-	s.keys[idx>>pageShift][idx&pageMask] = *k
+	*s.key(idx, l.stride) = *k
 	s.idx.insert(h, idx)
 	s.live++
 	return idx, true
@@ -306,10 +304,24 @@ func (l *Limiter) soonestExpiry(s *shard, now int64) int64 {
 	return best
 }
 
+// keyWords is the uint32 words a slot's Key takes, before its state.
+const keyWords = 4
+
+// state returns slot idx's state words.
 func (s *shard) state(idx uint32, stride int) []uint32 {
 	p := s.data[idx>>pageShift]
 	o := int(idx&pageMask) * stride
-	return p[o : o+stride : o+stride]
+	return p[o+keyWords : o+stride : o+stride]
+}
+
+// key returns slot idx's Key, which shares the slot's cache line(s) with
+// its state.
+func (s *shard) key(idx uint32, stride int) *Key { return slotKey(s.data, idx, stride) }
+
+func slotKey(data [][]uint32, idx uint32, stride int) *Key {
+	p := data[idx>>pageShift]
+	o := int(idx&pageMask) * stride
+	return (*Key)(unsafe.Pointer(&p[o : o+keyWords][0]))
 }
 
 // sweep advances the clock hand by up to n slots, releasing slots whose keys
@@ -325,7 +337,7 @@ func (l *Limiter) sweep(s *shard, now int64, n int) int {
 		}
 		st := s.state(i, l.stride)
 		if at, used := l.expiresAt(st, now); used && at <= now {
-			k := &s.keys[i>>pageShift][i&pageMask]
+			k := s.key(i, l.stride)
 			s.idx.remove(uint32(l.hash(k)), i)
 			clear(st)
 			*k = Key{}
@@ -345,7 +357,7 @@ func (l *Limiter) reset(s *shard, now int64) {
 	l.keys.Add(-int64(s.live))
 	s.live = 0
 	s.idx = index{}
-	s.keys, s.data = nil, nil
+	s.data = nil
 	s.nslots, s.free, s.hand = 0, 0, 0
 	s.cycleStart = now
 }
