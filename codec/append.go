@@ -24,6 +24,8 @@ type HeadOptions struct {
 	// Extra fields are appended after the copied ones, in order (nil: none).
 	// They are written as given: callers must not put CR or LF in them.
 	Extra []Field
+
+	dropHost bool // set for absolute-form requests, whose Host is rewritten
 }
 
 var noOptions HeadOptions
@@ -35,17 +37,32 @@ var noOptions HeadOptions
 // opts.Upgrade), except Content-Length and Transfer-Encoding (replaced by one
 // clean framing field from opts.Framing), except opts.Drop; then the
 // Connection field opts asks for; then opts.Extra; then the final CRLF.
-// Host is never dropped, even when Connection names it. For an HTTP/1.0
-// request without Host, put one in opts.Extra. A nil opts means zero options.
+// Host is never dropped, even when Connection names it, except for an
+// absolute-form request-target: then the request line carries r.Path (origin
+// form) and Host is replaced by r.Authority (RFC 9112 section 3.2.2). For an
+// HTTP/1.0 request without Host, put one in opts.Extra. A nil opts means zero options.
 // No allocation when dst has capacity.
 func AppendRequestHead(dst []byte, r *Request, opts *HeadOptions) []byte {
 	if opts == nil {
 		opts = &noOptions
 	}
+	path := r.Path
+	if path == nil {
+		path = r.Target
+	}
 	dst = append(dst, r.Method...)
 	dst = append(dst, ' ')
-	dst = append(dst, r.Target...)
+	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
+	if r.Authority != nil {
+		// RFC 9112 section 3.2.2: replace Host by the target's authority.
+		dst = append(dst, "Host: "...)
+		dst = append(dst, r.Authority...)
+		dst = append(dst, '\r', '\n')
+		o := *opts
+		o.dropHost = true
+		return appendFields(dst, r.Fields, &o)
+	}
 	return appendFields(dst, r.Fields, opts)
 }
 
@@ -121,7 +138,7 @@ func dropped(name []byte, fs []Field, conn int, opts *HeadOptions) bool {
 		}
 	case 4:
 		if eqFold(name, "host") {
-			return false // never dropped, whatever Connection says
+			return opts.dropHost // else never dropped, whatever Connection says
 		}
 	case 7:
 		if eqFold(name, "trailer") {

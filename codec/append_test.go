@@ -41,6 +41,17 @@ func TestAppendRequestHead(t *testing.T) {
 			want: "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
 		},
 		{
+			name: "absolute form to origin form",
+			in:   "GET http://b.example/x?y=1 HTTP/1.1\r\nAccept: */*\r\nHost: a.example\r\n\r\n",
+			opts: &HeadOptions{},
+			want: "GET /x?y=1 HTTP/1.1\r\nHost: b.example\r\nAccept: */*\r\n\r\n",
+		},
+		{
+			name: "absolute form without path",
+			in:   "OPTIONS http://b.example HTTP/1.1\r\nHost: b.example\r\n\r\n",
+			want: "OPTIONS / HTTP/1.1\r\nHost: b.example\r\n\r\n",
+		},
+		{
 			name: "nil options",
 			in:   "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
 			want: "GET / HTTP/1.1\r\nHost: a\r\n\r\n",

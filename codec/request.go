@@ -27,6 +27,16 @@ type Request struct {
 	// when there is none. The zero value (before Parse) points at Fields[0]
 	// only by accident: read it only after a successful Parse.
 	XFF int
+
+	// Authority is the host[:port] of an absolute-form request-target
+	// ("GET http://a.example/x HTTP/1.1"), nil for the other forms. When it
+	// is set, Host holds it too: RFC 9112 section 3.2.2 says the Host field
+	// is then ignored and replaced, which AppendRequestHead does.
+	Authority []byte
+	// Path is the request-target to forward to an origin server: Target
+	// itself, except for absolute-form where it is the path and query
+	// ("/" when the target has none). Nil before Parse.
+	Path []byte
 }
 
 // Reset empties r, keeping the capacity of Fields.
@@ -110,6 +120,9 @@ func (r *Request) Parse(b []byte, lim *Limits) (int, error) {
 		}
 		r.Host = h.host
 	}
+	if r.Authority != nil {
+		r.Host = r.Authority // RFC 9112 section 3.2.2
+	}
 	f, err := h.framing()
 	if err != nil {
 		return 0, err
@@ -155,41 +168,67 @@ func (r *Request) parseRequestLine(line []byte, maxTarget int) error {
 		return err
 	}
 	r.Method, r.Target, r.Minor = line[:m], line[t:e], minor
-	return checkTargetForm(r.Method, r.Target)
+	return r.checkTargetForm()
 }
 
 // checkTargetForm enforces the four request-target forms of RFC 9112 section
-// 3.2: origin-form for most requests, absolute-form, authority-form only (and
-// always) for CONNECT, asterisk-form only for OPTIONS.
-func checkTargetForm(method, target []byte) error {
+// 3.2: origin-form for most requests, absolute-form (http and https only),
+// authority-form only (and always) for CONNECT, asterisk-form only for
+// OPTIONS. It sets Path and Authority.
+func (r *Request) checkTargetForm() error {
+	method, target := r.Method, r.Target
+	r.Path = target
 	if string(method) == "CONNECT" {
 		if target[0] == '/' || target[0] == '*' {
 			return ErrBadRequestLine
 		}
 		return nil
 	}
-	switch c := target[0]; {
-	case c == '/':
+	switch target[0] {
+	case '/':
 		return nil
-	case c == '*':
+	case '*':
 		if len(target) == 1 && string(method) == "OPTIONS" {
 			return nil
 		}
 		return ErrBadRequestLine
-	case (c|0x20) >= 'a' && (c|0x20) <= 'z':
-		// absolute-form: scheme ":" hier-part (RFC 3986 section 3)
-		for i := 1; i < len(target); i++ {
-			c := target[i]
-			if c == ':' {
-				return nil
-			}
-			if !(c|0x20 >= 'a' && c|0x20 <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
-				break
-			}
-		}
 	}
-	return ErrBadRequestLine
+	// absolute-form: "http://" or "https://" authority path-abempty [ "?" query ]
+	// (RFC 9110 section 4.2). Userinfo is refused (RFC 9110 section 4.2.4).
+	var rest []byte
+	switch {
+	case len(target) > 7 && eqFold(target[:7], "http://"):
+		rest = target[7:]
+	case len(target) > 8 && eqFold(target[:8], "https://"):
+		rest = target[8:]
+	default:
+		return ErrBadRequestLine
+	}
+	a := 0
+	for a < len(rest) && rest[a] != '/' && rest[a] != '?' {
+		if !hostTab[rest[a]] {
+			return ErrBadRequestLine // "@", "#" and the like
+		}
+		a++
+	}
+	if a == 0 {
+		return ErrBadRequestLine // empty host, RFC 9110 section 4.2.1
+	}
+	r.Authority = rest[:a]
+	switch {
+	case a == len(rest):
+		r.Path = slash
+	case rest[a] == '?':
+		// "http://h?q": its origin-form "/?q" is no sub-slice of the input;
+		// refused rather than allocated (no client sends it).
+		return ErrBadRequestLine
+	default:
+		r.Path = rest[a:]
+	}
+	return nil
 }
+
+var slash = []byte("/")
 
 // partialRequestLine reports errors already certain in an incomplete
 // request-line: a bad method byte, or a request-target over the limit.
