@@ -515,3 +515,15 @@ func TestAllowZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowAtMatchesAllow(t *testing.T) {
+	a, c := newTest(t, Config{MaxRequests: 3, WindowSeconds: 10})
+	b, _ := newTest(t, Config{MaxRequests: 3, WindowSeconds: 10})
+	k := ipKey("192.0.2.1")
+	for i := 0; i < 40; i++ {
+		c.Set(time.Duration(i) * 700 * time.Millisecond)
+		if da, db := a.Allow(k), b.AllowAt(k, c.Now()); da != db {
+			t.Fatalf("i=%d: Allow = %+v, AllowAt = %+v, want equal", i, da, db)
+		}
+	}
+}
