@@ -26,16 +26,15 @@ NAMES=()
 stop_all() {
 	trap - EXIT INT TERM
 	local i pid
+	# Newest first, one at a time: pace drains its in-flight requests (for
+	# up to shutdown_timeout) while the backends are still there to answer.
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		pid=${PIDS[i]}
 		if kill -0 "$pid" 2>/dev/null; then
 			echo "stopping ${NAMES[i]} (pid $pid)"
 			kill -TERM "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
 		fi
-	done
-	for pid in "${PIDS[@]}"; do
-		# pace drains for up to shutdown_timeout; give it that long.
-		wait "$pid" 2>/dev/null
 	done
 }
 trap stop_all EXIT
