@@ -273,7 +273,7 @@ max_idle = 64
 [rate_limit]
 enabled = $rl_enabled
 # high enough that every request of the benchmark is admitted
-max_requests = 2000000000
+max_requests = 1000000000
 window_seconds = 60
 key_extractor = "client_ip"
 
@@ -593,7 +593,7 @@ SUMMARY=$(aggregate)
 HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	vs pace"
 echo
 note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rate limit $RATELIMIT)"
-{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' '{ printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 
 {
 	echo "# pace load results"
