@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 bash scripts/start_all.sh >"$log" 2>&1 &
 pid=$!
-cleanup() { kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"; }
+cleanup() { kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"; }
 trap cleanup EXIT
 for _ in $(seq 1 100); do
 	curl -s -o /dev/null http://127.0.0.1:8080/metrics && break
