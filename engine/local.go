@@ -33,9 +33,8 @@ func (s *session) serveMetrics() {
 	h = append(h, "\r\n"...)
 	h = appendConnection(h, s.closeAfter, s.minor)
 	h = append(h, "\r\n"...)
-	_, _ = s.cl.c.Write(h)
-	if !s.isHead {
-		_, _ = s.cl.c.Write(b.B)
+	if s.writeClient(h) && !s.isHead {
+		s.writeClient(b.B)
 	}
 	s.lp.head = h[:0]
 	s.status = 200

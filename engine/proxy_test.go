@@ -536,3 +536,93 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Regression: with the backend reading slowly, pumpBody stopped at the
+// buffer limit and, when the client had already sent the rest of its
+// body, nothing woke it again: the upload hung. The same for a response
+// held back for a slow client after the backend had finished sending.
+func TestSmallBufferLimitNoStall(t *testing.T) {
+	b := newNamedBackend(t, "sleepy", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			time.Sleep(200 * time.Millisecond)
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+			return
+		}
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		w.Write(bytes.Repeat([]byte("z"), n))
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+	})
+	c := &http.Client{Timeout: 15 * time.Second}
+	for _, size := range []int{5000, 100 << 10, 3 << 20, 12<<20 + 7} {
+		payload := bytes.Repeat([]byte("u"), size)
+		sum := sha256.Sum256(payload)
+		resp, err := c.Post(p.url("/up"), "application/octet-stream", bytes.NewReader(payload))
+		if err != nil {
+			t.Fatalf("upload %d: %v", size, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("%d %x", size, sum); string(got) != want {
+			t.Fatalf("upload %d: backend saw %q", size, got)
+		}
+		// A slow client: read the response only after a pause.
+		conn, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /down?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", size)
+		time.Sleep(150 * time.Millisecond)
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		r2, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("download %d: %v", size, err)
+		}
+		body, err := io.ReadAll(r2.Body)
+		conn.Close()
+		if err != nil || len(body) != size {
+			t.Fatalf("download %d: got %d bytes, %v", size, len(body), err)
+		}
+	}
+}
+
+// A head that arrives a byte at a time is parsed once per line, not once
+// per byte, and still gets the right answer (200, or 414 for a long target).
+func TestHeadByteByByte(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) { o.Server.MaxURISize = 1024 })
+	for _, tc := range []struct {
+		raw  string
+		want string
+	}{
+		{"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: slow\r\n\r\n", "HTTP/1.1 200 "},
+		{"GET /" + strings.Repeat("y", 1100), "HTTP/1.1 414 "},
+	} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		go func() {
+			for i := 0; i < len(tc.raw); i++ {
+				if _, err := c.Write([]byte{tc.raw[i]}); err != nil {
+					return
+				}
+				if i%64 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := make([]byte, 13)
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != tc.want {
+			t.Errorf("byte-by-byte %.30q: got %q %v, want %q", tc.raw, got, err, tc.want)
+		}
+		c.Close()
+	}
+}

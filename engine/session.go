@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"strconv"
@@ -58,6 +59,10 @@ type session struct {
 	inProcess  bool
 	closeAfter bool
 	gotBytes   bool // some bytes of the current head arrived
+	stallBody  bool // request body waits for the backend to drain (watched)
+	stallResp  bool // response waits for the client to drain (watched)
+	sawNL      bool // the partial head seen so far has a line feed
+	scanned    int  // bytes of the partial head already looked at
 	deadline   int64
 
 	// current request
@@ -194,15 +199,27 @@ func (s *session) readRequest() bool {
 		return false
 	}
 	e := s.lp.e
+	// Parse scans the whole head each time; a client sending a head a
+	// byte at a time would make that quadratic. Parse again only when a
+	// new line ended, or when a limit may have been crossed.
+	if s.scanned > 0 && s.scanned <= len(in) {
+		nl := bytes.IndexByte(in[s.scanned:], '\n') >= 0
+		if !nl && len(in) <= e.limits.MaxHead && (s.sawNL || len(in) <= e.limits.MaxTarget) {
+			s.scanned = len(in)
+			return false
+		}
+	}
 	n, err := s.req.Parse(in, &e.limits)
 	if err == codec.ErrNeedMore {
 		if !s.gotBytes {
 			s.gotBytes = true
 			s.setDeadline(dlHeader, e.headerTO)
 		}
+		s.scanned = len(in)
+		s.sawNL = bytes.IndexByte(in, '\n') >= 0
 		return false
 	}
-	s.gotBytes = false
+	s.gotBytes, s.scanned, s.sawNL = false, 0, false
 	if err != nil {
 		s.badRequest(err)
 		return false
@@ -346,9 +363,11 @@ func (s *session) attach(up *upconn) {
 	up.s = s
 	s.st = stExchange
 	s.headDone, s.respStarted = false, false
-	_, _ = up.c.Write(s.head)
-	if len(s.replay) > 0 {
-		_, _ = up.c.Write(s.replay)
+	if !up.write(s.head) || s.up != up {
+		return
+	}
+	if len(s.replay) > 0 && (!up.write(s.replay) || s.up != up) {
+		return
 	}
 	s.setDeadline(dlResponse, s.lp.e.respTO)
 	if !s.reqDone {
@@ -368,7 +387,14 @@ func (s *session) pumpBody() {
 			return
 		}
 		if up.c.OutboundBuffered() > e.bufLimit {
-			return // the backend reads slowly; onClientData parks the client if it keeps sending
+			// The backend reads slowly: stop here. onClientData parks
+			// the client if it keeps sending; poll resumes once the
+			// backend drained.
+			if !s.stallBody {
+				s.stallBody = true
+				s.lp.addWatch(s)
+			}
+			return
 		}
 		in := s.cl.input()
 		if len(in) == 0 {
@@ -384,7 +410,11 @@ func (s *session) pumpBody() {
 			w = in[:n]
 		}
 		if len(w) > 0 {
-			_, _ = up.c.Write(w)
+			// A failed write closes up at once, and the retry that
+			// follows forwards this body again from the client's input.
+			if !up.write(w) || s.up != up || s.dead {
+				return
+			}
 			if s.replayOK {
 				if len(s.replay)+len(w) <= replayMax {
 					s.replay = append(s.replay, w...)
@@ -465,9 +495,9 @@ func (s *session) local(status int, reason, body string) {
 	if !s.isHead {
 		h = append(h, body...)
 	}
-	_, _ = s.cl.c.Write(h)
 	s.lp.head = h[:0]
 	s.bytesOut = int64(len(body))
+	s.writeClient(h)
 	e.met.Observe(s.method, status, float64(nanotime()-s.start)/1e9)
 	if e.access != nil {
 		e.access.request(s)
@@ -498,6 +528,17 @@ func (s *session) fail(status int, reason, body string) {
 	s.local(status, reason, body)
 	s.done()
 	s.process()
+}
+
+// writeClient queues b for the client. gnet closes a connection whose
+// write fails from inside Write, so the session may be closed when it
+// returns; the result says whether it is still usable. Loop.
+func (s *session) writeClient(b []byte) bool {
+	if s.dead || s.cl.c == nil {
+		return false
+	}
+	_, _ = s.cl.c.Write(b)
+	return !s.dead && s.cl.c != nil
 }
 
 // done ends the current exchange: the session closes if it must, or waits
@@ -664,6 +705,18 @@ func (s *session) poll(now int64) bool {
 		return false
 	}
 	switch {
+	case s.stallBody || s.stallResp:
+		if s.stallBody && (s.up == nil || s.up.c == nil || s.up.c.OutboundBuffered() <= s.lp.e.lowWater) {
+			s.stallBody = false
+			s.process()
+		}
+		if s.stallResp && (s.cl.c == nil || s.up == nil || s.cl.c.OutboundBuffered() <= s.lp.e.lowWater) {
+			s.stallResp = false
+			if s.up != nil && s.cl.c != nil {
+				s.pumpResponse(false)
+			}
+		}
+		return !s.dead && (s.stallBody || s.stallResp)
 	case s.st == stFlush:
 		if s.cl.c == nil {
 			return false

@@ -142,6 +142,17 @@ func (up *upconn) discard() {
 	up.kill()
 }
 
+// write queues b for the backend. gnet closes a connection whose write
+// fails from inside Write (running closed), so up may be gone when it
+// returns; the result says whether it is still usable. Loop.
+func (up *upconn) write(b []byte) bool {
+	if up.c == nil || up.dead {
+		return false
+	}
+	_, _ = up.c.Write(b)
+	return up.c != nil && !up.dead
+}
+
 // poll implements watcher: a parked upstream connection is unparked once
 // its client drained below the low-water mark.
 func (up *upconn) poll(now int64) bool {
@@ -220,14 +231,18 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 				}
 				if s.minor >= 1 {
 					h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, nil)
-					_, _ = s.cl.c.Write(h)
 					s.lp.head = h[:0]
+					if !s.writeClient(h) {
+						return gnet.None
+					}
 				}
 				up.consume(n)
 				s.setDeadline(dlResponse, e.respTO)
 				continue
 			}
-			s.writeResponseHead()
+			if !s.writeResponseHead() || s.up != up {
+				return gnet.None
+			}
 			up.consume(n)
 			s.headDone = true
 			if s.respBody.Done() {
@@ -248,8 +263,10 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			w = in[:n]
 		}
 		if len(w) > 0 {
-			_, _ = s.cl.c.Write(w)
 			s.bytesOut += int64(len(w))
+			if !s.writeClient(w) || s.up != up {
+				return gnet.None
+			}
 		}
 		up.consume(n)
 		if done {
@@ -268,6 +285,12 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 					return act
 				}
 			}
+			// Not in the backend's own callback (or parking failed):
+			// nothing would wake this response up again, so poll.
+			if !s.stallResp {
+				s.stallResp = true
+				s.lp.addWatch(s)
+			}
 			return gnet.None
 		}
 	}
@@ -276,7 +299,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 
 // writeResponseHead sends the client the response head for s.resp with
 // X-Backend and the RateLimit fields, and sets up the body framer. Loop.
-func (s *session) writeResponseHead() {
+func (s *session) writeResponseHead() bool {
 	e := s.lp.e
 	rb := s.resp.Body
 	out := rb
@@ -317,8 +340,8 @@ func (s *session) writeResponseHead() {
 		h = e.lim.AppendHeaders(h[:len(h)-2], s.decision)
 		h = append(h, '\r', '\n')
 	}
-	_, _ = s.cl.c.Write(h)
 	s.lp.head = h[:0]
+	return s.writeClient(h)
 }
 
 // finish completes an exchange whose response was fully forwarded. Loop.
