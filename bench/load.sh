@@ -268,7 +268,7 @@ access_log = false
 
 [upstreams]
 backends = ["http://127.0.0.1:$B1", "http://127.0.0.1:$B2"]
-max_idle = 64
+max_idle = 1024
 
 [rate_limit]
 enabled = $rl_enabled
@@ -307,7 +307,7 @@ http {
     upstream backends {
         server 127.0.0.1:$B1;
         server 127.0.0.1:$B2;
-        keepalive 64;
+        keepalive 1024;
         keepalive_requests 1000000000;
     }
     server {

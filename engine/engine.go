@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,7 @@ type Engine struct {
 	booted   chan struct{}
 	bootOnce sync.Once
 
+	wake     chan struct{} // nudges the ticker when a loop starts watching
 	draining atomic.Bool
 	clients  atomic.Int64
 	uplinks  atomic.Int64
@@ -101,9 +103,10 @@ func New(o Options) (*Engine, error) {
 		maxIdle:   o.Upstreams.MaxIdle,
 		shutdownT: o.Server.shutdownTimeout(),
 		booted:    make(chan struct{}),
+		wake:      make(chan struct{}, 1),
 	}
 	if e.maxIdle == 0 {
-		e.maxIdle = 64
+		e.maxIdle = 1024
 	}
 	e.lowWater = e.bufLimit / 4
 	e.limits = codec.Limits{
@@ -320,19 +323,33 @@ func (e *Engine) loopFor(c gnet.Conn) *loop {
 }
 
 // ticker drives each loop's timers: a sweep for deadlines every 100ms,
-// and a 2ms check while a loop has parked or flushing connections.
+// and a check every 2ms while some loop has parked, stalled or flushing
+// connections. When no loop has any, it sleeps until the next sweep or
+// until wake is signalled, so an idle or steadily busy proxy is not woken
+// 500 times a second for nothing.
 func (e *Engine) ticker() {
-	t := time.NewTicker(2 * time.Millisecond)
+	const fast, slow = 2 * time.Millisecond, 100 * time.Millisecond
+	t := time.NewTimer(slow)
 	defer t.Stop()
-	n := 0
-	for range t.C {
-		n++
-		sweep := n%50 == 0
+	nextSweep := time.Now().Add(slow)
+	for {
+		select {
+		case <-t.C:
+		case <-e.wake:
+		}
+		now := time.Now()
+		sweep := !now.Before(nextSweep)
+		if sweep {
+			nextSweep = now.Add(slow)
+		}
 		e.mu.Lock()
 		loops := e.loops
 		e.mu.Unlock()
+		busy := false
 		for _, lp := range loops {
-			if !sweep && lp.watching.Load() == 0 {
+			w := lp.watching.Load() > 0
+			busy = busy || w
+			if !sweep && !w {
 				continue
 			}
 			if lp.queued.Swap(true) {
@@ -340,6 +357,17 @@ func (e *Engine) ticker() {
 			}
 			_ = lp.el.Execute(context.Background(), lp.tickFn(sweep))
 		}
+		d := time.Until(nextSweep)
+		if busy && d > fast {
+			d = fast
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(d)
 	}
 }
 
@@ -394,6 +422,13 @@ type gnetLogger struct{ l *slog.Logger }
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any) {
+	msg := "gnet: " + fmt.Sprintf(f, a...)
+	if strings.Contains(msg, "stale connection") { // events racing a close; harmless
+		g.l.Debug(msg)
+		return
+	}
+	g.l.Warn(msg)
+}
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }

@@ -58,7 +58,12 @@ func (lp *loop) tickFn(sweep bool) gnet.Runnable {
 // addWatch starts polling w on every tick. Loop.
 func (lp *loop) addWatch(w watcher) {
 	lp.watch = append(lp.watch, w)
-	lp.watching.Store(int32(len(lp.watch)))
+	if lp.watching.Swap(int32(len(lp.watch))) == 0 {
+		select {
+		case lp.e.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // tick runs on the loop: it polls watchers and, on a sweep, enforces

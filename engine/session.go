@@ -94,6 +94,8 @@ type session struct {
 	respBody    codec.Body
 	respMode    codec.BodyMode
 	headDone    bool
+	headQueued  bool // the response head waits in lp.head for the first body bytes
+	iov         [2][]byte
 	respStarted bool
 	status      int
 	bytesOut    int64

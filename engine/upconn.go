@@ -206,6 +206,12 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		}
 		in := up.input()
 		if len(in) == 0 {
+			if s.headQueued {
+				s.headQueued = false
+				if !s.flushHead(nil) || s.up != up {
+					return gnet.None
+				}
+			}
 			if up.eof {
 				s.upstreamEOF()
 			}
@@ -240,12 +246,15 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 				s.setDeadline(dlResponse, e.respTO)
 				continue
 			}
-			if !s.writeResponseHead() || s.up != up {
-				return gnet.None
-			}
+			s.writeResponseHead()
 			up.consume(n)
 			s.headDone = true
+			s.headQueued = true
 			if s.respBody.Done() {
+				s.headQueued = false
+				if !s.flushHead(nil) || s.up != up {
+					return gnet.None
+				}
 				s.finish()
 				return gnet.None
 			}
@@ -262,11 +271,14 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		if s.respMode == codec.ModeForward {
 			w = in[:n]
 		}
-		if len(w) > 0 {
-			s.bytesOut += int64(len(w))
-			if !s.writeClient(w) || s.up != up {
+		s.bytesOut += int64(len(w))
+		if s.headQueued {
+			s.headQueued = false
+			if !s.flushHead(w) || s.up != up {
 				return gnet.None
 			}
+		} else if len(w) > 0 && (!s.writeClient(w) || s.up != up) {
+			return gnet.None
 		}
 		up.consume(n)
 		if done {
@@ -340,8 +352,26 @@ func (s *session) writeResponseHead() bool {
 		h = e.lim.AppendHeaders(h[:len(h)-2], s.decision)
 		h = append(h, '\r', '\n')
 	}
+	s.lp.head = h
+	return true
+}
+
+// flushHead writes the response head left in s.lp.head, together with
+// the first body bytes when there are some: one writev instead of two
+// writes. Loop.
+func (s *session) flushHead(body []byte) bool {
+	h := s.lp.head
 	s.lp.head = h[:0]
-	return s.writeClient(h)
+	if len(body) == 0 {
+		return s.writeClient(h)
+	}
+	if s.dead || s.cl.c == nil {
+		return false
+	}
+	s.iov[0], s.iov[1] = h, body
+	_, _ = s.cl.c.Writev(s.iov[:])
+	s.iov[0], s.iov[1] = nil, nil
+	return !s.dead && s.cl.c != nil
 }
 
 // finish completes an exchange whose response was fully forwarded. Loop.
