@@ -67,6 +67,7 @@ type Engine struct {
 	bootOnce sync.Once
 
 	wake     chan struct{} // nudges the ticker when a loop starts watching
+	dialq    chan *upconn  // dials for the dial pool
 	draining atomic.Bool
 	clients  atomic.Int64
 	uplinks  atomic.Int64
@@ -104,6 +105,7 @@ func New(o Options) (*Engine, error) {
 		shutdownT: o.Server.shutdownTimeout(),
 		booted:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
+		dialq:     make(chan *upconn, 1<<16),
 	}
 	if e.maxIdle == 0 {
 		e.maxIdle = 1024
@@ -154,14 +156,16 @@ func New(o Options) (*Engine, error) {
 	}
 	e.hostHdr = []byte(e.listen)
 	e.fdBudget = fdBudget(e)
+	e.startDialers()
 	return e, nil
 }
 
 // fdBudget raises the soft open-file limit to the hard one and lowers
 // max_connections so that accept can never fail with EMFILE: gnet stops
 // the whole engine on an accept error. Each client may hold one upstream
-// connection, idle pools hold more, and a reserve covers listeners, logs
-// and dials in flight.
+// connection; idle pooled connections give way (evictIdle) when a dial
+// needs their descriptor, and a dial that finds none answers 503. A
+// reserve covers listeners, logs and accepts in flight.
 func fdBudget(e *Engine) int64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -173,13 +177,8 @@ func fdBudget(e *Engine) int64 {
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	limit := int64(rl.Cur)
-	reserve := int64(64 + 2*e.workers)
-	idle := int64(e.maxIdle * len(e.bal.Backends) * e.workers)
-	avail := limit - reserve
-	if idle > avail/4 {
-		idle = avail / 4
-	}
-	if m := (avail - idle) / 2; m < e.maxConns {
+	avail := limit - int64(64+4*e.workers)
+	if m := avail / 2; m < e.maxConns {
 		if m < 1 {
 			m = 1
 		}

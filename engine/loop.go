@@ -141,6 +141,24 @@ func (lp *loop) putIdle(up *upconn) {
 	lp.e.met.IdleConns[i].Add(1)
 }
 
+// evictIdle closes the oldest idle connection of the backend with the
+// most idle ones, to free a descriptor for a dial. Loop.
+func (lp *loop) evictIdle() bool {
+	best := -1
+	for i := range lp.idle {
+		if len(lp.idle[i]) > 0 && (best < 0 || len(lp.idle[i]) > len(lp.idle[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	up := lp.idle[best][0]
+	lp.dropIdle(up)
+	up.kill()
+	return true
+}
+
 // dropIdle removes up from its idle stack (it closed). Loop.
 func (lp *loop) dropIdle(up *upconn) {
 	st := lp.idle[up.be.Index]

@@ -345,7 +345,7 @@ func (s *session) connect(stale bool) {
 			return
 		}
 	}
-	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget {
+	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !s.lp.evictIdle() {
 		s.fail(503, "Service Unavailable", "503 Service Unavailable: out of file descriptors\n")
 		return
 	}
@@ -356,7 +356,7 @@ func (s *session) connect(stale bool) {
 	e.met.UpstreamDials.Inc()
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen}
 	up.fd = -1
-	go e.dial(up)
+	e.queueDial(up)
 }
 
 // attach sends the request on up. Loop.

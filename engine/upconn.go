@@ -26,8 +26,34 @@ type upconn struct {
 	eof    bool // the backend closed; pend may still hold its last bytes
 }
 
+// dialers is the number of goroutines that dial backends. A bounded pool
+// keeps a burst of new clients (10,000 at once) from starting as many
+// goroutines, whose stacks would stay in pace's memory long after.
+const dialers = 256
+
+// startDialers starts the dial pool. Any.
+func (e *Engine) startDialers() {
+	for i := 0; i < dialers; i++ {
+		go func() {
+			for up := range e.dialq {
+				e.dial(up)
+			}
+		}()
+	}
+}
+
+// queueDial hands up to the dial pool without blocking the loop; if the
+// queue is full it dials on a goroutine of its own. Loop.
+func (e *Engine) queueDial(up *upconn) {
+	select {
+	case e.dialq <- up:
+	default:
+		go e.dial(up)
+	}
+}
+
 // dial connects to up.be off the loop and enrolls the connection into
-// up's loop, where OnOpen calls opened. Runs on its own goroutine.
+// up's loop, where OnOpen calls opened. Blocks: never on a loop.
 func (e *Engine) dial(up *upconn) {
 	nc, err := e.bal.Dial(context.Background(), up.be)
 	if err == nil {
