@@ -138,7 +138,7 @@ func New(o Options) (*Engine, error) {
 	var keys, full func() float64
 	if e.lim != nil {
 		keys = func() float64 { return float64(e.lim.Keys()) }
-		full = func() float64 { return float64(e.lim.Evicted()) }
+		full = func() float64 { return float64(e.lim.Rejected()) }
 	}
 	e.met = metrics.New(names, keys, full)
 	e.bal.OnState = func(b *upstream.Backend, up bool) {

@@ -626,3 +626,39 @@ func TestHeadByteByByte(t *testing.T) {
 		c.Close()
 	}
 }
+
+// Behind a trusted proxy the limit follows X-Forwarded-For; from an
+// untrusted peer the header is ignored, so spoofing it buys nothing.
+func TestRateLimitTrustedProxies(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	for _, tc := range []struct {
+		trusted string
+		want    []int // statuses for XFF a, a, a, b
+	}{
+		{"127.0.0.1/32", []int{200, 200, 429, 200}},
+		{"10.0.0.0/8", []int{200, 200, 429, 429}},
+	} {
+		p := startProxy(t, []string{b.addr()}, func(o *Options) {
+			on := true
+			o.RateLimit.Enabled = &on
+			o.RateLimit.MaxRequests = 2
+			o.RateLimit.WindowSeconds = 60
+			o.RateLimit.TrustedProxies = []string{tc.trusted}
+		})
+		c := client()
+		for i, xff := range []string{"198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2"} {
+			req, _ := http.NewRequest("GET", p.url("/"), nil)
+			req.Header.Add("X-Forwarded-For", "203.0.113.66") // a spoofed first line
+			req.Header.Add("X-Forwarded-For", xff)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want[i] {
+				t.Errorf("trusted %s, request %d (XFF %s): status %d, want %d", tc.trusted, i+1, xff, resp.StatusCode, tc.want[i])
+			}
+		}
+	}
+}

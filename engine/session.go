@@ -51,7 +51,7 @@ type session struct {
 	cl         link
 	peer       netip.Addr
 	ip         []byte // peer (or trusted-proxy client) IP as text, for X-Forwarded-For
-	get        func(string) []byte
+	values     func(string, int) []byte // fieldValue bound to this session, made once
 
 	st         uint8
 	dl         uint8
@@ -121,7 +121,7 @@ func (lp *loop) newSession(c gnet.Conn) {
 		s.peer = ta.AddrPort().Addr().Unmap()
 	}
 	s.ip = s.peer.AppendTo(make([]byte, 0, 48))
-	s.get = s.req.Get
+	s.values = s.fieldValue
 	c.SetContext(s)
 	s.prev = lp.sessions.prev
 	s.next = &lp.sessions
@@ -249,7 +249,7 @@ func (s *session) readRequest() bool {
 		return s.done()
 	}
 	if e.lim != nil {
-		if k, ok := e.ext.Key(s.peer, s.get); ok {
+		if k, ok := e.ext.KeyFromValues(s.peer, s.values); ok {
 			s.decision = e.lim.Allow(k)
 			s.limited = true
 			if !s.decision.Allowed {
@@ -289,6 +289,20 @@ func (s *session) readRequest() bool {
 	s.tried, s.attempts = 0, 0
 	s.connect(false)
 	return true
+}
+
+// fieldValue returns the value of the i-th line of field name in the
+// current request, or nil: the limiter reads every X-Forwarded-For line.
+func (s *session) fieldValue(name string, i int) []byte {
+	for j := range s.req.Fields {
+		if asciiEqualFoldString(s.req.Fields[j].Name, name) {
+			if i == 0 {
+				return s.req.Fields[j].Value
+			}
+			i--
+		}
+	}
+	return nil
 }
 
 // buildHead writes the upstream request head into s.head. Loop.
@@ -790,6 +804,22 @@ func asciiEqualFold(a, b []byte) bool {
 	for i := range a {
 		x, y := a[i], b[i]
 		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiEqualFoldString(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
 			return false
 		}
 	}

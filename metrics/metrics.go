@@ -93,8 +93,8 @@ type Metrics struct {
 }
 
 // New creates every metric for the given backends (their host:port names).
-// keys and overflow report the limiter's tracked keys and how often it was
-// full; either may be nil.
+// keys and overflow report the limiter's tracked keys and how many new
+// keys it refused because its table was full; either may be nil.
 func New(backends []string, keys, overflow func() float64) *Metrics {
 	vm.ExposeMetadata(true) // # TYPE lines, so parsers see one histogram family
 	m := &Metrics{set: vm.NewSet()}
@@ -125,7 +125,7 @@ func New(backends []string, keys, overflow func() float64) *Metrics {
 		s.NewGauge("pace_ratelimit_keys", keys)
 	}
 	if overflow != nil {
-		s.NewGauge("pace_ratelimit_full_total", overflow)
+		s.NewGauge("pace_ratelimit_full_rejections", overflow)
 	}
 	return m
 }
