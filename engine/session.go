@@ -50,7 +50,7 @@ type session struct {
 	lp         *loop
 	cl         link
 	peer       netip.Addr
-	ip         []byte                   // peer (or trusted-proxy client) IP as text, for X-Forwarded-For
+	ip         []byte                   // the TCP peer address as text, appended to X-Forwarded-For
 	values     func(string, int) []byte // fieldValue bound to this session, made once
 
 	st         uint8
