@@ -21,7 +21,7 @@ var methodsBytes = func() [][]byte {
 func (s *session) serveMetrics() {
 	e := s.lp.e
 	if s.method != 0 && s.method != 1 {
-		s.closeAfter = true
+		s.closeAfter, s.unread = true, true
 		s.local(405, "Method Not Allowed", "405 Method Not Allowed: use GET\n")
 		return
 	}

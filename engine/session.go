@@ -62,6 +62,7 @@ type session struct {
 	stallBody  bool // request body waits for the backend to drain (watched)
 	stallResp  bool // response waits for the client to drain (watched)
 	sawNL      bool // the partial head seen so far has a line feed
+	unread     bool // the client may still send bytes of a request pace did not read
 	scanned    int  // bytes of the partial head already looked at
 	deadline   int64
 
@@ -221,7 +222,7 @@ func (s *session) readRequest() bool {
 		s.sawNL = bytes.IndexByte(in, '\n') >= 0
 		return false
 	}
-	s.gotBytes, s.scanned, s.sawNL = false, 0, false
+	s.gotBytes, s.scanned, s.sawNL, s.unread = false, 0, false, false
 	if err != nil {
 		s.badRequest(err)
 		return false
@@ -243,7 +244,7 @@ func (s *session) readRequest() bool {
 	if e.metrics != "" && isPath(r.Target, e.metrics) {
 		s.cl.consume(n)
 		if hasBody {
-			s.closeAfter = true
+			s.closeAfter, s.unread = true, true
 		}
 		s.serveMetrics()
 		return s.done()
@@ -255,7 +256,7 @@ func (s *session) readRequest() bool {
 			if !s.decision.Allowed {
 				s.cl.consume(n)
 				if hasBody {
-					s.closeAfter = true
+					s.closeAfter, s.unread = true, true
 				}
 				e.met.RateLimited.Inc()
 				s.local(429, "Too Many Requests", "429 Too Many Requests: rate limit exceeded\n")
@@ -265,13 +266,13 @@ func (s *session) readRequest() bool {
 	}
 	if s.method == 5 { // CONNECT: pace is a reverse proxy, not a tunnel
 		s.cl.consume(n)
-		s.closeAfter = true
+		s.closeAfter, s.unread = true, true
 		s.local(405, "Method Not Allowed", "405 Method Not Allowed: CONNECT is not supported\n")
 		return s.done()
 	}
 	if r.Upgrade && containsFold(r.Get("Upgrade"), "websocket") {
 		s.cl.consume(n)
-		s.closeAfter = true
+		s.closeAfter, s.unread = true, hasBody
 		s.local(501, "Not Implemented", "501 Not Implemented: WebSocket upgrades are not supported yet\n")
 		return s.done()
 	}
@@ -466,7 +467,7 @@ func (s *session) badBody(err error) {
 		s.abort()
 		return
 	}
-	s.closeAfter = true
+	s.closeAfter, s.unread = true, true
 	s.reqDone = true
 	s.local(codec.StatusOf(err), statusText(codec.StatusOf(err)), "400 Bad Request: malformed request body\n")
 	s.done()
@@ -482,7 +483,7 @@ func (s *session) badRequest(err error) {
 	s.method = metrics.MethodOther
 	s.isHead = false
 	s.minor = 1
-	s.closeAfter = true
+	s.closeAfter, s.unread = true, true
 	s.limited = false
 	s.local(st, statusText(st), strconv.Itoa(st)+" "+statusText(st)+": "+err.Error()+"\n")
 	s.done()
@@ -539,7 +540,7 @@ func (s *session) fail(status int, reason, body string) {
 		s.up = nil
 	}
 	if !s.reqDone {
-		s.closeAfter = true
+		s.closeAfter, s.unread = true, true
 	}
 	s.local(status, reason, body)
 	s.done()
@@ -615,6 +616,13 @@ func (s *session) closeGracefully() {
 }
 
 func (s *session) linger() {
+	if !s.unread && s.cl.buffered() == 0 {
+		// Nothing more is expected from the client: close now, as nginx
+		// does after a complete exchange, instead of waiting for its FIN.
+		s.st = stLinger
+		s.closeNow()
+		return
+	}
 	s.st = stLinger
 	_ = unix.Shutdown(s.cl.c.Fd(), unix.SHUT_WR)
 	_, _ = s.cl.c.Discard(-1)
@@ -673,7 +681,7 @@ func (s *session) expired(now int64) {
 	switch s.dl {
 	case dlHeader:
 		if s.gotBytes && s.cl.c != nil {
-			s.closeAfter = true
+			s.closeAfter, s.unread = true, true
 			s.start = now
 			s.method = metrics.MethodOther
 			s.minor = 1

@@ -362,7 +362,10 @@ func (s *session) writeResponseHead() bool {
 	case codec.BodyClose:
 		s.closeAfter = true
 	}
-	if !s.reqDone || e.draining.Load() {
+	if !s.reqDone {
+		s.closeAfter, s.unread = true, true
+	}
+	if e.draining.Load() {
 		s.closeAfter = true
 	}
 	s.status = s.resp.Status
