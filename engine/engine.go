@@ -374,10 +374,14 @@ func (e *Engine) ticker() {
 func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	switch v := c.Context().(type) {
 	case *upconn:
+		prev := v.lp.enter(c)
 		v.opened(c)
+		v.lp.cur = prev
 		return nil, gnet.None
 	case *session:
+		prev := v.lp.enter(c)
 		v.reopened(c)
+		v.lp.cur = prev
 		return nil, gnet.None
 	}
 	e.met.ClientAccepted.Inc()
@@ -395,11 +399,15 @@ func (e *Engine) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch v := c.Context().(type) {
 	case *session:
 		if v.cl.c == c {
+			prev := v.lp.enter(c)
 			v.closed(err)
+			v.lp.cur = prev
 		}
 	case *upconn:
 		if v.c == c {
+			prev := v.lp.enter(c)
 			v.closed(c)
+			v.lp.cur = prev
 		}
 	}
 	return gnet.None
@@ -409,9 +417,15 @@ func (e *Engine) OnClose(c gnet.Conn, err error) gnet.Action {
 func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 	switch v := c.Context().(type) {
 	case *session:
-		return v.onClientData(c)
+		prev := v.lp.enter(c)
+		act := v.onClientData(c)
+		v.lp.cur = prev
+		return act
 	case *upconn:
-		return v.onData(c)
+		prev := v.lp.enter(c)
+		act := v.onData(c)
+		v.lp.cur = prev
+		return act
 	}
 	return gnet.Close
 }

@@ -21,7 +21,8 @@ type loop struct {
 	watching atomic.Int32
 	queued   atomic.Bool // a tick is queued on the loop
 
-	scratch []byte // body re-framing output; reused per call
+	cur     gnet.Conn // the connection whose gnet callback is running, if any
+	scratch []byte    // body re-framing output; reused per call
 	head    []byte // response heads; reused per call
 	sweep   gnet.RunnableFunc
 	fast    gnet.RunnableFunc
@@ -189,6 +190,26 @@ func (lp *loop) drain() {
 		lp.e.met.IdleConns[i].Add(-int64(len(lp.idle[i])))
 		lp.idle[i] = lp.idle[i][:0]
 	}
+}
+
+// enter records c as the connection whose callback runs and returns the
+// previous one, to restore after. Loop.
+func (lp *loop) enter(c gnet.Conn) gnet.Conn {
+	prev := lp.cur
+	lp.cur = c
+	return prev
+}
+
+// closeConn closes c. A connection whose own callback is running is
+// closed by gnet after the callback returns (an async close: gnet still
+// touches it when the callback ends); any other is closed at once, which
+// saves waking the loop through its task queue. Loop.
+func (lp *loop) closeConn(c gnet.Conn) {
+	if c == lp.cur {
+		_ = c.Close()
+		return
+	}
+	_ = lp.el.Close(c)
 }
 
 // exec runs f on the loop. Any goroutine.

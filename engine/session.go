@@ -632,7 +632,7 @@ func (s *session) linger() {
 // closeNow closes the client connection at once. Loop.
 func (s *session) closeNow() {
 	if s.cl.c != nil {
-		_ = s.cl.c.Close()
+		s.lp.closeConn(s.cl.c)
 		return
 	}
 	s.closed(nil)

@@ -133,6 +133,7 @@ func (up *upconn) closed(c gnet.Conn) {
 	s := up.s
 	if s == nil || up.dead {
 		up.dead = true
+		up.c = nil
 		return
 	}
 	// Keep what was read but not yet used: the last bytes of a response
@@ -155,7 +156,7 @@ func (up *upconn) kill() {
 	up.dead = true
 	up.s = nil
 	if up.c != nil {
-		_ = up.c.Close()
+		up.lp.closeConn(up.c)
 	} else if up.parked {
 		up.release()
 		up.lp.e.uplinks.Add(-1)
