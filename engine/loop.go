@@ -23,7 +23,7 @@ type loop struct {
 
 	cur     gnet.Conn // the connection whose gnet callback is running, if any
 	scratch []byte    // body re-framing output; reused per call
-	head    []byte // response heads; reused per call
+	head    []byte    // response heads; reused per call
 	sweep   gnet.RunnableFunc
 	fast    gnet.RunnableFunc
 }
