@@ -632,6 +632,9 @@ func (s *session) linger() {
 // closeNow closes the client connection at once. Loop.
 func (s *session) closeNow() {
 	if s.cl.c != nil {
+		// Inside the client's own callback the close happens after it
+		// returns; until then its input is discarded, never parsed.
+		s.st = stLinger
 		s.lp.closeConn(s.cl.c)
 		return
 	}
