@@ -19,11 +19,6 @@ import (
 	"github.com/pace-proxy/pace/upstream"
 )
 
-// Sentinel errors.
-var (
-	ErrStopped = errors.New("engine: stopped")
-)
-
 // Options are what New needs besides the [server] section.
 type Options struct {
 	Server    Config
@@ -191,9 +186,6 @@ func fdBudget(e *Engine) int64 {
 // Addr is the configured listen address.
 func (e *Engine) Addr() string { return e.listen }
 
-// Metrics returns the engine's metrics.
-func (e *Engine) Metrics() *metrics.Metrics { return e.met }
-
 // Run serves until Shutdown or a fatal error. It blocks. If the gnet
 // engine stops by itself (not through Shutdown), Run logs the error and
 // starts it again, so that one failure cannot take the proxy down.
@@ -289,8 +281,6 @@ wait:
 // ShutdownTimeout is the configured drain bound.
 func (e *Engine) ShutdownTimeout() time.Duration { return e.shutdownT }
 
-// Draining reports whether Shutdown has begun.
-func (e *Engine) Draining() bool { return e.draining.Load() }
 
 // each runs f on every loop, on that loop. Any goroutine.
 func (e *Engine) each(f func(lp *loop)) {
