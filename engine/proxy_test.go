@@ -662,3 +662,26 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// The metrics endpoint is pace's own for an absolute-form target too
+// (RFC 9112 section 3.2.2), and a query string does not hide it.
+func TestMetricsAbsoluteFormAndQuery(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	for _, target := range []string{"http://example.com/metrics", "/metrics?x=1"} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n", target)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(all), "HTTP/1.1 200 ") || !strings.Contains(string(all), "pace_client_connections") {
+			t.Errorf("GET %s = %.120q, want pace's exposition", target, all)
+		}
+	}
+	if n := b.reqs.Load(); n != 0 {
+		t.Errorf("backend got %d requests for /metrics", n)
+	}
+}

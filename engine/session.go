@@ -241,7 +241,11 @@ func (s *session) readRequest() bool {
 	}
 	hasBody := r.Body.Kind != codec.BodyNone
 
-	if e.metrics != "" && isPath(r.Target, e.metrics) {
+	path := r.Path // origin form, also for an absolute-form target
+	if path == nil {
+		path = r.Target
+	}
+	if e.metrics != "" && isPath(path, e.metrics) {
 		s.cl.consume(n)
 		if hasBody {
 			s.closeAfter, s.unread = true, true
