@@ -281,7 +281,6 @@ wait:
 // ShutdownTimeout is the configured drain bound.
 func (e *Engine) ShutdownTimeout() time.Duration { return e.shutdownT }
 
-
 // each runs f on every loop, on that loop. Any goroutine.
 func (e *Engine) each(f func(lp *loop)) {
 	e.mu.Lock()

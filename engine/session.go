@@ -358,7 +358,9 @@ func (s *session) connect(stale bool) {
 	s.be = be
 	s.tried |= 1 << uint(be.Index)
 	s.attempts++
-	if !stale || be != s.be {
+	// After a pooled connection turned out stale, others in the pool
+	// may be too (a restarted backend): the retry dials afresh.
+	if !stale {
 		if up := s.lp.takeIdle(be.Index); up != nil {
 			s.attach(up)
 			return
