@@ -51,7 +51,7 @@ type session struct {
 	cl         link
 	peer       netip.Addr
 	ip         []byte                   // the TCP peer address as text, appended to X-Forwarded-For
-	values     func(string, int) []byte // fieldValue bound to this session, made once
+	values     func(string, int) []byte // s.req.Value bound to this session, made once
 
 	st         uint8
 	dl         uint8
@@ -122,7 +122,7 @@ func (lp *loop) newSession(c gnet.Conn) {
 		s.peer = ta.AddrPort().Addr().Unmap()
 	}
 	s.ip = s.peer.AppendTo(make([]byte, 0, 48))
-	s.values = s.fieldValue
+	s.values = s.req.Value
 	c.SetContext(s)
 	s.prev = lp.sessions.prev
 	s.next = &lp.sessions
@@ -274,7 +274,7 @@ func (s *session) readRequest() bool {
 		s.local(405, "Method Not Allowed", "405 Method Not Allowed: CONNECT is not supported\n")
 		return s.done()
 	}
-	if r.Upgrade && containsFold(r.Get("Upgrade"), "websocket") {
+	if r.Upgrade && codec.HasToken(r.Get("Upgrade"), "websocket") {
 		s.cl.consume(n)
 		s.closeAfter, s.unread = true, hasBody
 		s.local(501, "Not Implemented", "501 Not Implemented: WebSocket upgrades are not supported yet\n")
@@ -296,32 +296,20 @@ func (s *session) readRequest() bool {
 	return true
 }
 
-// fieldValue returns the value of the i-th line of field name in the
-// current request, or nil: the limiter reads every X-Forwarded-For line.
-func (s *session) fieldValue(name string, i int) []byte {
-	for j := range s.req.Fields {
-		if asciiEqualFoldString(s.req.Fields[j].Name, name) {
-			if i == 0 {
-				return s.req.Fields[j].Value
-			}
-			i--
-		}
-	}
-	return nil
-}
-
 // buildHead writes the upstream request head into s.head. Loop.
 func (s *session) buildHead() {
 	e := s.lp.e
 	r := &s.req
 	s.xff = s.xff[:0]
-	for i := range r.Fields {
-		if asciiEqualFold(r.Fields[i].Name, hdrXFF) {
-			if len(s.xff) > 0 {
-				s.xff = append(s.xff, ", "...)
-			}
-			s.xff = append(s.xff, r.Fields[i].Value...)
+	for i := 0; ; i++ {
+		v := r.Value("X-Forwarded-For", i)
+		if v == nil {
+			break
 		}
+		if len(s.xff) > 0 {
+			s.xff = append(s.xff, ", "...)
+		}
+		s.xff = append(s.xff, v...)
 	}
 	if len(s.xff) > 0 {
 		s.xff = append(s.xff, ", "...)
@@ -812,44 +800,6 @@ func isPath(target []byte, path string) bool {
 		return false
 	}
 	return len(target) == len(path) || target[len(path)] == '?'
-}
-
-func asciiEqualFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
-			return false
-		}
-	}
-	return true
-}
-
-func asciiEqualFoldString(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
-			return false
-		}
-	}
-	return true
-}
-
-func containsFold(v []byte, s string) bool {
-	for i := 0; i+len(s) <= len(v); i++ {
-		if asciiEqualFold(v[i:i+len(s)], []byte(s)) {
-			return true
-		}
-	}
-	return false
 }
 
 func statusText(code int) string {

@@ -348,7 +348,7 @@ func (s *session) writeResponseHead() bool {
 		// HEAD and 304 keep the Content-Length that describes the
 		// representation (RFC 9110 sections 8.6 and 15.4.5).
 		if v := s.resp.Get("Content-Length"); v != nil && s.resp.Status != 204 {
-			if n, ok := parseDigits(v); ok {
+			if n, ok := codec.ParseContentLength(v); ok {
 				out = codec.Framing{Kind: codec.BodyLength, Length: n}
 			}
 		}
@@ -463,19 +463,4 @@ func (s *session) badResponse(err error) {
 		return
 	}
 	s.fail(502, "Bad Gateway", "502 Bad Gateway: the backend sent an invalid response\n")
-}
-
-// parseDigits parses a non-empty decimal without sign.
-func parseDigits(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
