@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"net/http"
@@ -139,6 +140,17 @@ const (
 	bpBound = 32 << 20  // allowed RSS growth
 )
 
+// bpPayload is the 64 KiB chunk both tests repeat to bpSize bytes, and
+// the hash of the whole.
+func bpPayload() ([]byte, hash.Hash) {
+	chunk := pattern(64 << 10)
+	h := sha256.New()
+	for n := 0; n < bpSize; n += len(chunk) {
+		h.Write(chunk)
+	}
+	return chunk, h
+}
+
 func bpConfig(listen string, backends ...string) string {
 	q := make([]string, len(backends))
 	for i, b := range backends {
@@ -153,11 +165,7 @@ func TestBackpressureSlowClient(t *testing.T) {
 		t.Skip("moves 200 MiB at 2 MiB/s")
 	}
 	t.Parallel()
-	chunk := pattern(64 << 10)
-	want := sha256.New()
-	for n := 0; n < bpSize; n += len(chunk) {
-		want.Write(chunk)
-	}
+	chunk, want := bpPayload()
 	be := newNamedBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(bpSize))
 		for n := 0; n < bpSize; n += len(chunk) {
@@ -216,11 +224,7 @@ func TestBackpressureSlowBackend(t *testing.T) {
 		t.Skip("moves 200 MiB at 2 MiB/s")
 	}
 	t.Parallel()
-	chunk := pattern(64 << 10)
-	want := sha256.New()
-	for n := 0; n < bpSize; n += len(chunk) {
-		want.Write(chunk)
-	}
+	chunk, want := bpPayload()
 	be := newNamedBackend(t, "slow-reader", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		th := &throttle{rate: bpRate, start: time.Now()}

@@ -67,28 +67,27 @@ type session struct {
 	deadline   int64
 
 	// current request
-	req       codec.Request
-	method    int
-	isHead    bool
-	minor     int
-	keepAlive bool
-	start     int64
-	target    []byte // copy, for the access log only
-	decision  ratelimit.Decision
-	limited   bool // decision is set
-	head      []byte
-	xff       []byte
-	extra     [4]codec.Field
-	reqBody   codec.Body
-	reqMode   codec.BodyMode
-	reqDone   bool
-	replay    []byte
-	replayOK  bool
-	tried     uint64
-	attempts  int
-	gen       uint32
-	be        *upstream.Backend
-	up        *upconn
+	req      codec.Request
+	method   int
+	isHead   bool
+	minor    int
+	start    int64
+	target   []byte // copy, for the access log only
+	decision ratelimit.Decision
+	limited  bool // decision is set
+	head     []byte
+	xff      []byte
+	extra    [4]codec.Field
+	reqBody  codec.Body
+	reqMode  codec.BodyMode
+	reqDone  bool
+	replay   []byte
+	replayOK bool
+	tried    uint64
+	attempts int
+	gen      uint32
+	be       *upstream.Backend
+	up       *upconn
 
 	// current response
 	resp        codec.Response
@@ -232,8 +231,7 @@ func (s *session) readRequest() bool {
 	s.method = metrics.MethodIndex(r.Method)
 	s.isHead = s.method == 1
 	s.minor = r.Minor
-	s.keepAlive = r.KeepAlive && !e.draining.Load()
-	s.closeAfter = !s.keepAlive
+	s.closeAfter = !r.KeepAlive || e.draining.Load()
 	s.status, s.bytesOut, s.limited = 0, 0, false
 	s.be = nil
 	if e.access != nil {
@@ -711,7 +709,6 @@ func (s *session) expired(now int64) {
 
 // drain makes the session close at the next opportunity. Loop.
 func (s *session) drain() {
-	s.keepAlive = false
 	if s.st == stHead && s.cl.c != nil && s.cl.buffered() == 0 {
 		s.closeNow()
 		return
