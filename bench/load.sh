@@ -20,6 +20,9 @@
 #   --ratelimit off|on    pace's rate limiter; "on" admits every request
 #                                                           (BENCH_RATELIMIT)
 #   --ab on|off           also run the manual's "ab -n 10000 -c 50"  (BENCH_AB)
+#   --backend fast|nethttp  the backends: gnet event loops (bench/backend
+#                         -fast, default) or the net/http test server,
+#                         which costs ~2x the CPU per request  (BENCH_BACKEND)
 #   --c10k                also 10,000 busy keep-alive connections    (BENCH_C10K=1)
 #   --out DIR             where results.md/.tsv and raw logs go (bench/out)
 #   BENCH_PACE_BIN=FILE   measure this pace binary instead of building one
@@ -49,6 +52,7 @@ PROXIES=${BENCH_PROXIES:-pace,nginx,haproxy,refproxy,direct}
 RATELIMIT=${BENCH_RATELIMIT:-off}
 AB=${BENCH_AB:-}
 C10K=${BENCH_C10K:-0}
+BACKEND=${BENCH_BACKEND:-fast}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 
 # needval "$@": take the option's value from --opt=value or the next word.
@@ -76,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--proxies) needval "$@"; PROXIES=$val ;;
 	--ratelimit) needval "$@"; RATELIMIT=$val ;;
 	--ab) needval "$@"; AB=$val ;;
+	--backend) needval "$@"; BACKEND=$val ;;
 	--out) needval "$@"; OUT=$val ;;
 	*) usage >&2; die "unknown option $opt" ;;
 	esac
@@ -92,6 +97,7 @@ fi
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers: want a positive integer, got $WORKERS"
 case $RATELIMIT in on | off) ;; *) die "--ratelimit: want on or off, got $RATELIMIT" ;; esac
 case $AB in on | off) ;; *) die "--ab: want on or off, got $AB" ;; esac
+case $BACKEND in fast) BACKEND_FLAGS=(-fast) ;; nethttp) BACKEND_FLAGS=() ;; *) die "--backend: want fast or nethttp, got $BACKEND" ;; esac
 IFS=, read -r -a PROXY_LIST <<<"$PROXIES"
 for p in "${PROXY_LIST[@]}"; do
 	case $p in pace | nginx | haproxy | refproxy | direct) ;; *) die "--proxies: unknown proxy $p" ;; esac
@@ -245,13 +251,13 @@ done
 B1=$(free_port)
 B2=$(free_port)
 PORT=$(free_port)
-"$TMP/backend" -listen "127.0.0.1:$B1" -name backend1 -quiet &
+"$TMP/backend" "${BACKEND_FLAGS[@]}" -listen "127.0.0.1:$B1" -name backend1 -quiet &
 PIDS+=($!)
 wait_port "$B1" "$!" backend1 || die "backend1 did not start"
-"$TMP/backend" -listen "127.0.0.1:$B2" -name backend2 -quiet &
+"$TMP/backend" "${BACKEND_FLAGS[@]}" -listen "127.0.0.1:$B2" -name backend2 -quiet &
 PIDS+=($!)
 wait_port "$B2" "$!" backend2 || die "backend2 did not start"
-note "backends on 127.0.0.1:$B1 (backend1) and 127.0.0.1:$B2 (backend2); proxies on 127.0.0.1:$PORT; workers $WORKERS"
+note "backends ($BACKEND) on 127.0.0.1:$B1 (backend1) and 127.0.0.1:$B2 (backend2); proxies on 127.0.0.1:$PORT; workers $WORKERS"
 
 # ---- proxy configs -------------------------------------------------------------
 write_configs() {
@@ -592,14 +598,14 @@ aggregate() {
 SUMMARY=$(aggregate)
 HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	vs pace"
 echo
-note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rate limit $RATELIMIT)"
+note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rate limit $RATELIMIT, backend $BACKEND)"
 { echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 
 {
 	echo "# pace load results"
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M:%SZ') on $(nproc) CPUs ($(uname -r)); $ROUNDS round(s) of $DURATION;" \
-		"workers $WORKERS; rate limit $RATELIMIT; ulimit -n $NOFILE."
+		"workers $WORKERS; rate limit $RATELIMIT; backends $BACKEND; ulimit -n $NOFILE."
 	echo "wrk threads 2, keep-alive; ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
 	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
 	echo "peak RSS is the proxy's process tree; \"vs pace\" is the median over rounds of req/s ÷ pace's req/s in that round."

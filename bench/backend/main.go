@@ -18,7 +18,12 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8000", "address to listen on (port 0 picks a free port)")
 	name := flag.String("name", "backend1", "name reported in bodies and the X-Backend-Name header")
 	quiet := flag.Bool("quiet", false, "print nothing: no startup line, no net/http error log")
+	fast := flag.Bool("fast", false, "answer every request like GET / from gnet event loops (for load tests; no other endpoints)")
+	loops := flag.Int("loops", 1, "event loops in -fast mode")
 	flag.Parse()
+	if *fast {
+		os.Exit(runFast(*listen, *name, *loops, *quiet))
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -49,4 +54,33 @@ func main() {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+}
+
+// runFast runs the -fast server until SIGINT or SIGTERM and returns the
+// exit status.
+func runFast(listen, name string, loops int, quiet bool) int {
+	s := newFastServer(name)
+	errc := make(chan error, 1)
+	go func() { errc <- s.run(listen, loops) }()
+	select {
+	case addr := <-s.addr:
+		if !quiet {
+			fmt.Printf("backend %s listening on %s (fast)\n", name, addr)
+		}
+	case err := <-errc:
+		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case err := <-errc:
+		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
+		return 1
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Stop(sctx)
+	return 0
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,4 +285,132 @@ func BenchmarkRootOverLoopback(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// startFast runs a -fast server on a free port for the test's lifetime.
+func startFast(t *testing.T) string {
+	t.Helper()
+	s := newFastServer("backend1")
+	errc := make(chan error, 1)
+	go func() { errc <- s.run("127.0.0.1:0", 2) }()
+	var addr string
+	select {
+	case addr = <-s.addr:
+	case err := <-errc:
+		t.Fatalf("fast server: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("fast server did not start")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+		<-errc
+	})
+	return addr
+}
+
+// TestFastMatchesHandler: -fast answers like the net/http handler's GET /.
+func TestFastMatchesHandler(t *testing.T) {
+	addr := startFast(t)
+	h := newHandler("backend1")
+	tests := []map[string][]string{
+		nil,
+		{"X-Proxy": {"pace"}, "X-Forwarded-For": {"127.0.0.1"}},
+		{"X-Forwarded-For": {"10.0.0.1, 10.0.0.2", "127.0.0.1"}, "X-Proxy": {"a", "b"}},
+	}
+	for _, hdr := range tests {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/anything?x=1", nil)
+		for k, vs := range hdr {
+			req.Header[k] = vs
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := serve(t, h, "GET", "/", nil, hdr)
+		if string(got) != want.Body.String() || resp.StatusCode != 200 {
+			t.Errorf("fast GET with %v = %d %q, want 200 %q", hdr, resp.StatusCode, got, want.Body.String())
+		}
+		if g := resp.Header.Get("X-Backend-Name"); g != "backend1" {
+			t.Errorf("X-Backend-Name = %q, want backend1", g)
+		}
+		if resp.Header.Get("Date") == "" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Errorf("missing Date or Content-Type: %v", resp.Header)
+		}
+	}
+}
+
+// TestFastPipelineAndBodies: pipelined requests with bodies, sent in one
+// write and then byte by byte, get their answers in order on one
+// connection; bodies are skipped, not taken for requests.
+func TestFastPipelineAndBodies(t *testing.T) {
+	addr := startFast(t)
+	msgs := "POST /a HTTP/1.1\r\nHost: x\r\nX-Proxy: one\r\nContent-Length: 5\r\n\r\nGET /" +
+		"POST /b HTTP/1.1\r\nHost: x\r\nX-Proxy: two\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nGET\r\n0\r\nT: v\r\n\r\n" +
+		"GET /c HTTP/1.1\r\nHost: x\r\nX-Proxy: three\r\n\r\n"
+	for _, bytewise := range []bool{false, true} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if bytewise {
+			for i := 0; i < len(msgs); i++ {
+				c.Write([]byte{msgs[i]})
+			}
+		} else {
+			c.Write([]byte(msgs))
+		}
+		br := bufio.NewReader(c)
+		for _, want := range []string{"one", "two", "three"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("bytewise=%v: response for %s: %v", bytewise, want, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "x-proxy: "+want+"\n") {
+				t.Errorf("bytewise=%v: response body %q, want x-proxy: %s", bytewise, body, want)
+			}
+		}
+		c.Close()
+	}
+}
+
+// TestFastClose: HTTP/1.0 and Connection: close end the connection after
+// the answer; a malformed head gets 400 and a close.
+func TestFastClose(t *testing.T) {
+	addr := startFast(t)
+	tests := []struct {
+		req, status, conn string
+	}{
+		{"GET / HTTP/1.0\r\n\r\n", "200", "close"},
+		{"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "200", "close"},
+		{"GET / HTTP/1.1\r\n\r\n", "400", "close"}, // no Host
+		{"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", "400", "close"},
+	}
+	for _, tt := range tests {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte(tt.req))
+		all, err := io.ReadAll(c) // ends only if the server closes
+		c.Close()
+		if err != nil {
+			t.Errorf("%q: read: %v", tt.req, err)
+			continue
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
+		if err != nil {
+			t.Errorf("%q: %v in %q", tt.req, err, all)
+			continue
+		}
+		if got := strconv.Itoa(resp.StatusCode); got != tt.status || !resp.Close {
+			t.Errorf("%q = %s close=%v, want %s and a close", tt.req, got, resp.Close, tt.status)
+		}
+	}
 }
