@@ -3,8 +3,12 @@ package engine
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // fixedBackend answers every GET with the same response, without
@@ -103,6 +107,8 @@ func startAllocProxy(t testing.TB) *testProxy {
 		o.RateLimit.Enabled = &on
 		o.RateLimit.MaxRequests = 1 << 30 // every request admitted; the limiter stays on the path
 		o.RateLimit.WindowSeconds = 60
+		// Debug logging under -v allocates per request; count pace alone.
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	})
 }
 
@@ -149,5 +155,99 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		if err := rt.do(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// closeClient makes one request per connection, as ab does without -k,
+// with raw system calls so that the client itself allocates nothing.
+type closeClient struct {
+	sa  unix.SockaddrInet4
+	req []byte
+	buf []byte
+}
+
+func newCloseClient(t testing.TB, addr string) *closeClient {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &closeClient{
+		sa:  unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()},
+		req: []byte("GET / HTTP/1.0\r\nHost: example.com\r\nUser-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n"),
+		buf: make([]byte, 4096),
+	}
+	return cc
+}
+
+// do sends one request on a new connection and reads until pace closes
+// it; it returns the bytes received.
+func (cc *closeClient) do() (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &cc.sa); err != nil {
+		return 0, err
+	}
+	if _, err := unix.Write(fd, cc.req); err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		k, err := unix.Read(fd, cc.buf[n:])
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			return n, nil
+		}
+		n += k
+	}
+}
+
+// BenchmarkProxyNewConnection measures a one-request connection through
+// the engine (accept, parse, pooled upstream, response, close): the cost
+// that "ab" without keep-alive sees.
+func BenchmarkProxyNewConnection(b *testing.B) {
+	p := startAllocProxy(b)
+	cc := newCloseClient(b, p.addr)
+	if n, err := cc.do(); err != nil || n == 0 {
+		b.Fatalf("first request: %d bytes, %v", n, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := cc.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestNewConnectionAllocs checks what one request per connection costs in
+// allocations: gnet's five for the accepted connection (its conn, its
+// addresses) and pace's two (the session and its bound field lookup). The
+// field lists and head buffers come from closed sessions.
+func TestNewConnectionAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts need a quiet process")
+	}
+	p := startAllocProxy(t)
+	cc := newCloseClient(t, p.addr)
+	for i := 0; i < 200; i++ {
+		if n, err := cc.do(); err != nil || n == 0 {
+			t.Fatalf("request %d: %d bytes, %v", i, n, err)
+		}
+	}
+	allocs := 1e9
+	for try := 0; try < 3 && allocs > 7; try++ {
+		allocs = min(allocs, testing.AllocsPerRun(1000, func() {
+			if _, err := cc.do(); err != nil {
+				t.Fatal(err)
+			}
+		}))
+	}
+	if allocs > 7 {
+		t.Fatalf("a one-request connection allocates %v times, want at most 7 (gnet 5, pace 2)", allocs)
 	}
 }

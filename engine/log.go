@@ -122,6 +122,13 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 		return
 	}
 	if e.access != nil && !e.draining.Load() {
+		// The line is formatted later on the log goroutine: byte slices
+		// (a client address, say) may be reused by then, so copy them.
+		for i, a := range attrs {
+			if b, ok := a.([]byte); ok {
+				attrs[i] = string(b)
+			}
+		}
 		e.access.send(logEntry{level: level, msg: msg, attrs: attrs})
 		return
 	}

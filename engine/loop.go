@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/pace-proxy/pace/codec"
 )
 
 // loop is the state one event loop owns: its sessions, its idle upstream
@@ -26,6 +28,68 @@ type loop struct {
 	head    []byte    // response heads; reused per call
 	sweep   gnet.RunnableFunc
 	fast    gnet.RunnableFunc
+
+	// Buffers of closed sessions, handed to new ones, so that one request
+	// per connection (ab without -k) does not regrow a field list and a
+	// head buffer for every client. Bounded by maxSpare entries and the
+	// capacity limits in putFields and putBytes.
+	spareFields [][]codec.Field
+	spareBytes  [][]byte
+}
+
+// Bounds on the buffers a loop keeps for reuse.
+const (
+	maxSpare       = 256     // entries per list
+	maxSpareFields = 64      // field slots in one kept field list
+	maxSpareBytes  = 8 << 10 // bytes in one kept buffer
+)
+
+// takeFields returns an empty field list, reused when one is spare, else
+// nil (append allocates as fields arrive). Loop.
+func (lp *loop) takeFields() []codec.Field {
+	n := len(lp.spareFields)
+	if n == 0 {
+		return nil
+	}
+	f := lp.spareFields[n-1]
+	lp.spareFields[n-1] = nil
+	lp.spareFields = lp.spareFields[:n-1]
+	return f
+}
+
+// putFields keeps f for a later session. Its Name and Value slices alias
+// gnet's read buffers; they are cleared so the list pins none of them. Loop.
+func (lp *loop) putFields(f []codec.Field) {
+	if cap(f) == 0 || cap(f) > maxSpareFields || len(lp.spareFields) >= maxSpare {
+		return
+	}
+	f = f[:cap(f)]
+	clear(f)
+	lp.spareFields = append(lp.spareFields, f[:0])
+}
+
+// takeBytes returns an empty buffer, reused when one is spare, else a new
+// one with capacity size (size 0: nil). Loop.
+func (lp *loop) takeBytes(size int) []byte {
+	n := len(lp.spareBytes)
+	if n == 0 {
+		if size == 0 {
+			return nil
+		}
+		return make([]byte, 0, size)
+	}
+	b := lp.spareBytes[n-1]
+	lp.spareBytes[n-1] = nil
+	lp.spareBytes = lp.spareBytes[:n-1]
+	return b
+}
+
+// putBytes keeps b for a later session. Loop.
+func (lp *loop) putBytes(b []byte) {
+	if cap(b) == 0 || cap(b) > maxSpareBytes || len(lp.spareBytes) >= maxSpare {
+		return
+	}
+	lp.spareBytes = append(lp.spareBytes, b[:0])
 }
 
 // watcher is something the fast tick polls: a parked link waiting for its

@@ -685,3 +685,48 @@ func TestMetricsAbsoluteFormAndQuery(t *testing.T) {
 		t.Errorf("backend got %d requests for /metrics", n)
 	}
 }
+
+// TestRecycledSessionBuffers: closed sessions hand their field lists and
+// head buffers to new clients. Clients from two addresses, with short and
+// long heads, one request per connection, must each see exactly their own
+// X-Forwarded-For and X-Foo at the backend, never a previous client's.
+func TestRecycledSessionBuffers(t *testing.T) {
+	b := newNamedBackend(t, "b1", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) { o.Server.Workers = 1 })
+	long := strings.Repeat("X-Pad: "+strings.Repeat("p", 100)+"\r\n", 30)
+	for i := 0; i < 200; i++ {
+		from := "127.0.0.1"
+		if i%2 == 1 {
+			from = "127.0.0.2"
+		}
+		pad := ""
+		if i%3 == 0 {
+			pad = long
+		}
+		xff := ""
+		if i%5 == 0 {
+			xff = fmt.Sprintf("X-Forwarded-For: 10.0.0.%d\r\n", i%250)
+		}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Foo: req%d\r\n%s%sConnection: close\r\n\r\n", i, pad, xff)
+		all, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		wantXFF := from
+		if xff != "" {
+			wantXFF = fmt.Sprintf("10.0.0.%d, %s", i%250, from)
+		}
+		for _, want := range []string{"x-forwarded-for: " + wantXFF + "\n", fmt.Sprintf("x-foo: req%d\n", i)} {
+			if !strings.Contains(string(all), want) {
+				t.Fatalf("request %d from %s: response %q lacks %q", i, from, all, want)
+			}
+		}
+	}
+}

@@ -120,7 +120,11 @@ func (lp *loop) newSession(c gnet.Conn) {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.peer = ta.AddrPort().Addr().Unmap()
 	}
-	s.ip = s.peer.AppendTo(make([]byte, 0, 48))
+	s.ip = s.peer.AppendTo(lp.takeBytes(48))
+	s.req.Fields = lp.takeFields()
+	s.resp.Fields = lp.takeFields()
+	s.head = lp.takeBytes(0)
+	s.xff = lp.takeBytes(0)
 	s.values = s.req.Value
 	c.SetContext(s)
 	s.prev = lp.sessions.prev
@@ -668,6 +672,21 @@ func (s *session) closed(err error) {
 	s.cl.release()
 	s.cl.c = nil
 	s.st = stClosed
+	s.recycle()
+}
+
+// recycle hands the session's buffers to its loop for the next client.
+// Every path that can still reach a dead session checks s.dead before
+// touching them, and the nil slices left here only allocate again. Loop.
+func (s *session) recycle() {
+	lp := s.lp
+	lp.putFields(s.req.Fields)
+	lp.putFields(s.resp.Fields)
+	lp.putBytes(s.head)
+	lp.putBytes(s.xff)
+	lp.putBytes(s.ip)
+	s.req.Fields, s.resp.Fields = nil, nil
+	s.head, s.xff, s.ip = nil, nil, nil
 }
 
 // expired handles a passed deadline. Loop (sweep).
