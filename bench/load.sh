@@ -7,14 +7,18 @@
 # keep upstream connections alive, add "X-Proxy: pace" (and X-Forwarded-For
 # / X-Forwarded-Proto) on the way in and "X-Backend: <host:port>" on the way
 # out. The proxies take turns (A B C A B C ...) over several rounds, because
-# the machine is shared and noisy; the table reports medians over rounds and
-# each proxy's req/s as a ratio to pace's in the same round.
+# the machine is shared and noisy: within a round each scenario runs every
+# proxy back to back from a fresh start, in an order that rotates from
+# round to round. The table reports medians over rounds and each proxy's
+# req/s as a ratio to pace's in the same round and scenario.
 #
 # Usage: bench/load.sh [options]      (bench/README.md has the details)
 #   --quick               3s, 1 round, 50 conns, no ab: under a minute
-#   --duration 10s        wrk duration per measurement      (BENCH_DURATION)
+#   --duration 6s         wrk duration per measurement      (BENCH_DURATION)
+#   --warmup 1s           unrecorded load before each measurement, to
+#                         fill pools and grow heaps; 0 skips it (BENCH_WARMUP)
 #   --conns 50,1000       wrk connection counts, threads=2  (BENCH_CONNS)
-#   --rounds 3            rounds of A B C ...               (BENCH_ROUNDS)
+#   --rounds 5            rounds of A B C ...               (BENCH_ROUNDS)
 #   --workers 2           worker processes/threads/loops    (BENCH_WORKERS)
 #   --proxies pace,nginx,haproxy,refproxy,direct            (BENCH_PROXIES)
 #   --ratelimit off|on    pace's rate limiter; "on" admits every request
@@ -53,6 +57,7 @@ RATELIMIT=${BENCH_RATELIMIT:-off}
 AB=${BENCH_AB:-}
 C10K=${BENCH_C10K:-0}
 BACKEND=${BENCH_BACKEND:-fast}
+WARMUP=${BENCH_WARMUP:-1s}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 
 # needval "$@": take the option's value from --opt=value or the next word.
@@ -81,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--ratelimit) needval "$@"; RATELIMIT=$val ;;
 	--ab) needval "$@"; AB=$val ;;
 	--backend) needval "$@"; BACKEND=$val ;;
+	--warmup) needval "$@"; WARMUP=$val ;;
 	--out) needval "$@"; OUT=$val ;;
 	*) usage >&2; die "unknown option $opt" ;;
 	esac
@@ -89,9 +95,10 @@ done
 if [ "$QUICK" = 1 ]; then
 	: "${DURATION:=3s}" "${CONNS:=50}" "${ROUNDS:=1}" "${AB:=off}"
 else
-	: "${DURATION:=10s}" "${CONNS:=50,1000}" "${ROUNDS:=3}" "${AB:=on}"
+	: "${DURATION:=6s}" "${CONNS:=50,1000}" "${ROUNDS:=5}" "${AB:=on}"
 fi
 [[ $DURATION =~ ^[0-9]+[smh]?$ ]] || die "--duration: want e.g. 10s, got $DURATION"
+[[ $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "--warmup: want e.g. 1s or 0, got $WARMUP"
 [[ $CONNS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--conns: want e.g. 50,1000, got $CONNS"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds: want a positive integer, got $ROUNDS"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers: want a positive integer, got $WORKERS"
@@ -484,6 +491,7 @@ measure() { # round name scenario port
 		[ "$conns" = 10k ] && conns=10000
 		local threads=2
 		[ "$conns" -lt 2 ] && threads=1
+		[ "${WARMUP%[smh]}" != 0 ] && wrk -t "$threads" -c "$conns" -d "$WARMUP" --timeout 10s "$url" >/dev/null 2>&1
 		wrk -t "$threads" -c "$conns" -d "$DURATION" --timeout 10s --latency \
 			-s "$TMP/report.lua" "$url" >"$log" 2>&1
 		stop_sampler
@@ -501,6 +509,7 @@ measure() { # round name scenario port
 		}' >>"$RESULTS"
 		;;
 	ab-c50)
+		[ "${WARMUP%[smh]}" != 0 ] && ab -q -n 2000 -c 50 "$url" >/dev/null 2>&1
 		ab -q -n 10000 -c 50 "$url" >"$log" 2>&1
 		stop_sampler
 		awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" '
@@ -523,31 +532,37 @@ FAILED=""
 is_failed() { case " $FAILED " in *" $1 "*) return 0 ;; esac; return 1; }
 
 note "proxies: ${SELECTED[*]}; scenarios: ${SCENARIOS[*]}; $ROUNDS round(s) of $DURATION"
+# Each scenario runs every proxy back to back, from a fresh start, so that
+# the numbers compared with each other are taken within a minute; the
+# order rotates every round so that no proxy always goes first.
+for name in "${SELECTED[@]}"; do
+	[ "$name" = pace ] || continue
+	if ! "$TMP/pace" -check -config "$TMP/pace.toml" >"$TMP/pace-check.log" 2>&1; then
+		echo "!! FAIL pace: -check rejects the harness config:" >&2
+		sed 's/^/!!   /' "$TMP/pace-check.log" >&2
+		FAILED+=" pace"
+	fi
+done
+NSEL=${#SELECTED[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
 	note "round $round/$ROUNDS"
-	for name in "${SELECTED[@]}"; do
-		is_failed "$name" && continue
-		if [ "$name" = pace ] && [ "$round" = 1 ] &&
-			! "$TMP/pace" -check -config "$TMP/pace.toml" >"$TMP/pace-check.log" 2>&1; then
-			echo "!! FAIL pace: -check rejects the harness config:" >&2
-			sed 's/^/!!   /' "$TMP/pace-check.log" >&2
-			FAILED+=" pace"
-			continue
-		fi
-		if ! start_proxy "$name"; then
-			echo "!! FAIL $name: did not start" >&2
-			FAILED+=" $name"
-			continue
-		fi
-		if ! verify "$name" "$TARGET_PORT"; then
-			FAILED+=" $name"
-			stop_proxy
-			continue
-		fi
-		for sc in "${SCENARIOS[@]}"; do
+	for sc in "${SCENARIOS[@]}"; do
+		for ((i = 0; i < NSEL; i++)); do
+			name=${SELECTED[$(((i + round - 1) % NSEL))]}
+			is_failed "$name" && continue
+			if ! start_proxy "$name"; then
+				echo "!! FAIL $name: did not start" >&2
+				FAILED+=" $name"
+				continue
+			fi
+			if ! verify "$name" "$TARGET_PORT"; then
+				FAILED+=" $name"
+				stop_proxy
+				continue
+			fi
 			measure "$round" "$name" "$sc" "$TARGET_PORT"
+			stop_proxy
 		done
-		stop_proxy
 	done
 done
 
