@@ -50,6 +50,7 @@ type Engine struct {
 	headerTO  int64
 	idleTO    int64
 	respTO    int64
+	queueTO   int64 // how long a request waits for a free backend connection
 	upIdleTO  int64
 	maxIdle   int
 	shutdownT time.Duration
@@ -95,6 +96,7 @@ func New(o Options) (*Engine, error) {
 		headerTO:  int64(o.Server.headerTimeout()),
 		idleTO:    int64(o.Server.idleTimeout()),
 		respTO:    int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
+		queueTO:   int64(o.Upstreams.DialTimeout()),
 		upIdleTO:  int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
 		maxIdle:   o.Upstreams.MaxIdle,
 		shutdownT: o.Server.shutdownTimeout(),
@@ -151,16 +153,25 @@ func New(o Options) (*Engine, error) {
 	}
 	e.hostHdr = []byte(e.listen)
 	e.fdBudget = fdBudget(e)
+	if testFDBudget > 0 {
+		e.fdBudget = testFDBudget
+	}
 	e.startDialers()
 	return e, nil
 }
+
+// testFDBudget, when set by a test before New, replaces the descriptor
+// budget, so that running out of descriptors can be tested without
+// exhausting the test process's own.
+var testFDBudget int64
 
 // fdBudget raises the soft open-file limit to the hard one and lowers
 // max_connections so that accept can never fail with EMFILE: gnet stops
 // the whole engine on an accept error. Each client may hold one upstream
 // connection; idle pooled connections give way (evictIdle) when a dial
-// needs their descriptor, and a dial that finds none answers 503. A
-// reserve covers listeners, logs and accepts in flight.
+// needs their descriptor, and a request that finds none waits for a busy
+// connection to finish (session.enqueue). A reserve covers listeners,
+// logs and accepts in flight.
 func fdBudget(e *Engine) int64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {

@@ -35,6 +35,39 @@ type loop struct {
 	// capacity limits in putFields and putBytes.
 	spareFields [][]codec.Field
 	spareBytes  [][]byte
+
+	// Sessions waiting for a backend connection, oldest first from
+	// waitHead; entries that stopped waiting (closed, timed out) are
+	// skipped when reached.
+	waiters  []*session
+	waitHead int
+}
+
+// nextWaiter pops the oldest session still waiting for a backend
+// connection, or returns nil. Loop.
+func (lp *loop) nextWaiter() *session {
+	for lp.waitHead < len(lp.waiters) {
+		s := lp.waiters[lp.waitHead]
+		lp.waiters[lp.waitHead] = nil
+		lp.waitHead++
+		if !s.dead && s.st == stQueued {
+			return s
+		}
+	}
+	lp.waiters, lp.waitHead = lp.waiters[:0], 0
+	return nil
+}
+
+// serveWaiters dials for waiting sessions while descriptors allow. Loop.
+func (lp *loop) serveWaiters() {
+	e := lp.e
+	for lp.waitHead < len(lp.waiters) && e.clients.Load()+e.uplinks.Load() < e.fdBudget {
+		s := lp.nextWaiter()
+		if s == nil {
+			return
+		}
+		s.connect(false)
+	}
 }
 
 // Bounds on the buffers a loop keeps for reuse.
@@ -152,6 +185,7 @@ func (lp *loop) tick(sweep bool) {
 	if !sweep {
 		return
 	}
+	lp.serveWaiters()
 	for s := lp.sessions.next; s != &lp.sessions; {
 		next := s.next
 		if s.deadline != 0 && now >= s.deadline {
@@ -191,9 +225,15 @@ func (lp *loop) takeIdle(i int) *upconn {
 	return up
 }
 
-// putIdle keeps up for reuse, or closes it if the pool is full or the
-// engine drains. Loop.
+// putIdle hands up to the oldest session waiting for a backend
+// connection, or keeps it for reuse, or closes it if the pool is full or
+// the engine drains. Loop.
 func (lp *loop) putIdle(up *upconn) {
+	if s := lp.nextWaiter(); s != nil {
+		up.s = nil
+		s.dequeued(up)
+		return
+	}
 	i := up.be.Index
 	if len(lp.idle[i]) >= lp.e.maxIdle || lp.e.draining.Load() {
 		up.discard()

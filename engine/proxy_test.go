@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pace-proxy/pace/config"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -729,4 +730,110 @@ func TestRecycledSessionBuffers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// oneShot sends a GET on a new connection and returns the status, or an
+// error.
+func oneShot(addr, path string) (int, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// TestQueueWhenOutOfDescriptors: with descriptors for 4 clients and only 2
+// backend connections, 4 slow requests at once all succeed: two dial, two
+// wait and get the first two connections when their exchanges end, and no
+// third dial is made. A request that waits longer than connect_timeout
+// gets 503.
+func TestQueueWhenOutOfDescriptors(t *testing.T) {
+	testFDBudget = 6
+	defer func() { testFDBudget = 0 }()
+	b := newNamedBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("d")); err == nil {
+			time.Sleep(d)
+		}
+		io.WriteString(w, "ok\n")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = config.Duration(time.Second)
+	})
+	statuses := make(chan int, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			st, err := oneShot(p.addr, "/?d=300ms")
+			if err != nil {
+				t.Error(err)
+			}
+			statuses <- st
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if st := <-statuses; st != 200 {
+			t.Errorf("request %d: status %d, want 200", i, st)
+		}
+	}
+	m := scrape(t, p)
+	if got := m["pace_upstream_dials_total"]; got != 2 {
+		t.Errorf("pace_upstream_dials_total = %v, want 2 (two descriptors for backends)", got)
+	}
+	if got := m["pace_upstream_queued_total"]; got != 2 {
+		t.Errorf("pace_upstream_queued_total = %v, want 2", got)
+	}
+
+	// Four clients hold every descriptor pace has for backends while
+	// their requests last 3s; a fifth waits past connect_timeout.
+	for i := 0; i < 4; i++ {
+		go func() {
+			st, err := oneShot(p.addr, "/?d=3s")
+			if err != nil {
+				t.Error(err)
+			}
+			statuses <- st
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	st, err := oneShot(p.addr, "/")
+	if err != nil || st != 503 {
+		t.Errorf("request past the queue timeout: %d, %v; want 503", st, err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("503 after %v, want after about connect_timeout (1s)", d)
+	}
+	for i := 0; i < 4; i++ {
+		<-statuses
+	}
+}
+
+// scrape reads /metrics into a map from sample line (name and labels) to
+// value.
+func scrape(t *testing.T, p *testProxy) map[string]float64 {
+	t.Helper()
+	resp, body := get(t, client(), p.url("/metrics"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(body, "\n") {
+		i := strings.LastIndexByte(line, ' ')
+		if line == "" || line[0] == '#' || i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
 }

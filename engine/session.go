@@ -19,6 +19,7 @@ import (
 const (
 	stHead       uint8 = iota // waiting for a request head
 	stConnecting              // waiting for an upstream dial
+	stQueued                  // waiting for a backend connection to free up (descriptors exhausted)
 	stExchange                // request sent (body may still stream), response expected or streaming
 	stFlush                   // closing: waiting for the outbound buffer to drain
 	stLinger                  // closing: write side shut, discarding input until EOF
@@ -33,6 +34,7 @@ const (
 	dlResponse
 	dlFlush
 	dlLinger
+	dlQueue
 )
 
 // replayMax is how much of a request body pace keeps to replay it on
@@ -345,21 +347,20 @@ func (s *session) connect(stale bool) {
 		s.fail(502, "Bad Gateway", "502 Bad Gateway: no backend could take the request\n")
 		return
 	}
-	s.be = be
-	s.tried |= 1 << uint(be.Index)
-	s.attempts++
 	// After a pooled connection turned out stale, others in the pool
 	// may be too (a restarted backend): the retry dials afresh.
 	if !stale {
 		if up := s.lp.takeIdle(be.Index); up != nil {
+			s.use(be)
 			s.attach(up)
 			return
 		}
 	}
 	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !s.lp.evictIdle() {
-		s.fail(503, "Service Unavailable", "503 Service Unavailable: out of file descriptors\n")
+		s.enqueue()
 		return
 	}
+	s.use(be)
 	s.st = stConnecting
 	s.gen++
 	s.setDeadline(dlNone, 0)
@@ -368,6 +369,33 @@ func (s *session) connect(stale bool) {
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen}
 	up.fd = -1
 	e.queueDial(up)
+}
+
+// use records an attempt on be. Loop.
+func (s *session) use(be *upstream.Backend) {
+	s.be = be
+	s.tried |= 1 << uint(be.Index)
+	s.attempts++
+}
+
+// enqueue makes the request wait for a backend connection to free up on
+// this loop, because a new one would need a descriptor pace does not have
+// (HAProxy queues on a full server the same way). A connection finishing
+// an exchange goes to the oldest waiter instead of the idle pool, and the
+// sweep dials for waiters once descriptors are free again. After the
+// backend connect timeout the request gets 503. Loop.
+func (s *session) enqueue() {
+	s.st = stQueued
+	s.setDeadline(dlQueue, s.lp.e.queueTO)
+	s.lp.waiters = append(s.lp.waiters, s)
+	s.lp.e.met.UpstreamQueued.Inc()
+}
+
+// dequeued sends the waiting request on up, a live connection that just
+// finished an exchange. Loop.
+func (s *session) dequeued(up *upconn) {
+	s.use(up.be)
+	s.attach(up)
 }
 
 // attach sends the request on up. Loop.
@@ -662,7 +690,7 @@ func (s *session) closed(err error) {
 	s.next, s.prev = nil, nil
 	e.clients.Add(-1)
 	e.met.ClientConns.Add(-1)
-	if (s.st == stExchange || s.st == stConnecting) && s.status == 0 {
+	if (s.st == stExchange || s.st == stConnecting || s.st == stQueued) && s.status == 0 {
 		e.met.Observe(s.method, 499, float64(nanotime()-s.start)/1e9)
 	}
 	if s.up != nil {
@@ -708,6 +736,9 @@ func (s *session) expired(now int64) {
 		s.closeNow()
 	case dlIdle, dlFlush, dlLinger:
 		s.closeNow()
+	case dlQueue:
+		e.logf(levelWarn, "no backend connection freed up in time", "client", s.ip)
+		s.fail(503, "Service Unavailable", "503 Service Unavailable: no backend connection freed up in time\n")
 	case dlResponse:
 		be := s.be
 		if s.headDone {

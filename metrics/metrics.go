@@ -84,6 +84,7 @@ type Metrics struct {
 	BadRequests       *vm.Counter
 	Parked            *vm.Counter // times a connection was paused for backpressure
 	UpstreamDials     *vm.Counter
+	UpstreamQueued    *vm.Counter // requests that waited for a backend connection to free up
 	UpstreamRequests  []*vm.Counter
 	upstreamErrors    [][numErrKinds]*vm.Counter
 	BackendUp         []atomic.Int32
@@ -107,6 +108,7 @@ func New(backends []string, keys, overflow func() float64) *Metrics {
 	m.BadRequests = s.NewCounter("pace_bad_requests_total")
 	m.Parked = s.NewCounter("pace_backpressure_pauses_total")
 	m.UpstreamDials = s.NewCounter("pace_upstream_dials_total")
+	m.UpstreamQueued = s.NewCounter("pace_upstream_queued_total")
 	m.BackendUp = make([]atomic.Int32, len(backends))
 	m.IdleConns = make([]atomic.Int64, len(backends))
 	m.upstreamErrors = make([][numErrKinds]*vm.Counter, len(backends))

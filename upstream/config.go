@@ -112,3 +112,6 @@ func ParseBackend(s string) (string, error) {
 }
 
 func (c *Config) connectTimeout() time.Duration { return c.ConnectTimeout.Or(2 * time.Second) }
+
+// DialTimeout is ConnectTimeout with its default applied.
+func (c *Config) DialTimeout() time.Duration { return c.connectTimeout() }
