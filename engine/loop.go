@@ -36,33 +36,63 @@ type loop struct {
 	spareFields [][]codec.Field
 	spareBytes  [][]byte
 
-	// Sessions waiting for a backend connection, oldest first from
-	// waitHead; entries that stopped waiting (closed, timed out) are
-	// skipped when reached.
-	waiters  []*session
-	waitHead int
+	// Sessions waiting for a backend connection, oldest first: queued
+	// ones (out of descriptors, no dial) and dialing ones. A connection
+	// that finishes an exchange goes to them before the idle pool.
+	waitQ fifo
+	dialQ fifo
 }
 
-// nextWaiter pops the oldest session still waiting for a backend
-// connection, or returns nil. Loop.
-func (lp *loop) nextWaiter() *session {
-	for lp.waitHead < len(lp.waiters) {
-		s := lp.waiters[lp.waitHead]
-		lp.waiters[lp.waitHead] = nil
-		lp.waitHead++
-		if !s.dead && s.st == stQueued {
+// fifo is a queue of sessions waiting in one state. Entries that stopped
+// waiting (closed, timed out, served) are dropped when reached. Loop only.
+type fifo struct {
+	q    []*session
+	head int
+}
+
+func (f *fifo) push(s *session) { f.q = append(f.q, s) }
+
+// pop removes and returns the oldest live session in state st, or nil.
+func (f *fifo) pop(st uint8) *session {
+	for f.head < len(f.q) {
+		s := f.q[f.head]
+		f.q[f.head] = nil
+		f.head++
+		if !s.dead && s.st == st {
 			return s
 		}
 	}
-	lp.waiters, lp.waitHead = lp.waiters[:0], 0
+	f.q, f.head = f.q[:0], 0
 	return nil
 }
 
-// serveWaiters dials for waiting sessions while descriptors allow. Loop.
+// prune drops the entries that stopped waiting, so that a quiet loop
+// does not keep closed sessions reachable.
+func (f *fifo) prune(st uint8) {
+	keep := f.q[:0]
+	for _, s := range f.q[f.head:] {
+		if !s.dead && s.st == st {
+			keep = append(keep, s)
+		}
+	}
+	clear(f.q[len(keep):])
+	f.q, f.head = keep, 0
+}
+
+// nextWaiter pops the session that has waited longest for a backend
+// connection: queued ones first, since they have no dial in flight. Loop.
+func (lp *loop) nextWaiter() *session {
+	if s := lp.waitQ.pop(stQueued); s != nil {
+		return s
+	}
+	return lp.dialQ.pop(stConnecting)
+}
+
+// serveWaiters dials for queued sessions while descriptors allow. Loop.
 func (lp *loop) serveWaiters() {
 	e := lp.e
-	for lp.waitHead < len(lp.waiters) && e.clients.Load()+e.uplinks.Load() < e.fdBudget {
-		s := lp.nextWaiter()
+	for e.clients.Load()+e.uplinks.Load() < e.fdBudget {
+		s := lp.waitQ.pop(stQueued)
 		if s == nil {
 			return
 		}
@@ -186,6 +216,8 @@ func (lp *loop) tick(sweep bool) {
 		return
 	}
 	lp.serveWaiters()
+	lp.waitQ.prune(stQueued)
+	lp.dialQ.prune(stConnecting)
 	for s := lp.sessions.next; s != &lp.sessions; {
 		next := s.next
 		if s.deadline != 0 && now >= s.deadline {

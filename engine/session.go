@@ -362,6 +362,7 @@ func (s *session) connect(stale bool) {
 	}
 	s.use(be)
 	s.st = stConnecting
+	s.lp.dialQ.push(s)
 	s.gen++
 	s.setDeadline(dlNone, 0)
 	e.uplinks.Add(1)
@@ -387,14 +388,22 @@ func (s *session) use(be *upstream.Backend) {
 func (s *session) enqueue() {
 	s.st = stQueued
 	s.setDeadline(dlQueue, s.lp.e.queueTO)
-	s.lp.waiters = append(s.lp.waiters, s)
+	s.lp.waitQ.push(s)
 	s.lp.e.met.UpstreamQueued.Inc()
 }
 
 // dequeued sends the waiting request on up, a live connection that just
-// finished an exchange. Loop.
+// finished an exchange. A session still dialing leaves its dial behind:
+// the new connection, when it comes, goes to the next waiter or the
+// idle pool (upconn.opened sees the attempt number changed). Loop.
 func (s *session) dequeued(up *upconn) {
-	s.use(up.be)
+	if s.st == stConnecting {
+		s.gen++
+		s.be = up.be
+		s.tried |= 1 << uint(up.be.Index)
+	} else {
+		s.use(up.be)
+	}
 	s.attach(up)
 }
 
