@@ -43,7 +43,10 @@
 //
 // Flags: -listen (default 127.0.0.1:8000; port 0 picks a free one, and the
 // bound address is printed), -name (default backend1), -quiet (no startup
-// line, no net/http error log).
+// line, no net/http error log), -fast (serve every request with the GET /
+// answer from gnet event loops, parsed by pace's codec: the load harness's
+// origin, several times cheaper per request than net/http; no other
+// endpoints) and -loops (event loops in -fast mode, default 1).
 //
 // # Concurrency
 //
