@@ -768,20 +768,45 @@ func TestQueueWhenOutOfDescriptors(t *testing.T) {
 		o.Server.Workers = 1
 		o.Upstreams.ConnectTimeout = config.Duration(time.Second)
 	})
+	// All four clients connect first, so that the budget is spent on
+	// them before any request decides whether to dial.
+	conns := make([]net.Conn, 4)
+	for i := range conns {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		conns[i] = c
+	}
+	for deadline := time.Now().Add(5 * time.Second); p.e.clients.Load() < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("pace has %d clients, want 4", p.e.clients.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	statuses := make(chan int, 4)
-	for i := 0; i < 4; i++ {
-		go func() {
-			st, err := oneShot(p.addr, "/?d=300ms")
+	for _, c := range conns {
+		go func(c net.Conn) {
+			fmt.Fprintf(c, "GET /?d=300ms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Error(err)
+				statuses <- 0
+				return
 			}
-			statuses <- st
-		}()
+			io.Copy(io.Discard, resp.Body)
+			statuses <- resp.StatusCode
+		}(c)
 	}
 	for i := 0; i < 4; i++ {
 		if st := <-statuses; st != 200 {
 			t.Errorf("request %d: status %d, want 200", i, st)
 		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); p.e.clients.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	m := scrape(t, p)
 	if got := m["pace_upstream_dials_total"]; got != 2 {
