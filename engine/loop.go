@@ -109,15 +109,19 @@ const (
 
 // takeFields returns an empty field list, reused when one is spare, else
 // nil (append allocates as fields arrive). Loop.
-func (lp *loop) takeFields() []codec.Field {
-	n := len(lp.spareFields)
+func (lp *loop) takeFields() []codec.Field { return takeSpare(&lp.spareFields) }
+
+// takeSpare pops the last kept slice of list, or returns nil. A kept slice
+// always has capacity, so nil means the list was empty.
+func takeSpare[T any](list *[][]T) []T {
+	n := len(*list)
 	if n == 0 {
 		return nil
 	}
-	f := lp.spareFields[n-1]
-	lp.spareFields[n-1] = nil
-	lp.spareFields = lp.spareFields[:n-1]
-	return f
+	s := (*list)[n-1]
+	(*list)[n-1] = nil
+	*list = (*list)[:n-1]
+	return s
 }
 
 // putFields keeps f for a later session. Its Name and Value slices alias
@@ -134,17 +138,10 @@ func (lp *loop) putFields(f []codec.Field) {
 // takeBytes returns an empty buffer, reused when one is spare, else a new
 // one with capacity size (size 0: nil). Loop.
 func (lp *loop) takeBytes(size int) []byte {
-	n := len(lp.spareBytes)
-	if n == 0 {
-		if size == 0 {
-			return nil
-		}
-		return make([]byte, 0, size)
+	if b := takeSpare(&lp.spareBytes); b != nil || size == 0 {
+		return b
 	}
-	b := lp.spareBytes[n-1]
-	lp.spareBytes[n-1] = nil
-	lp.spareBytes = lp.spareBytes[:n-1]
-	return b
+	return make([]byte, 0, size)
 }
 
 // putBytes keeps b for a later session. Loop.

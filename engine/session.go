@@ -399,11 +399,9 @@ func (s *session) enqueue() {
 func (s *session) dequeued(up *upconn) {
 	if s.st == stConnecting {
 		s.gen++
-		s.be = up.be
-		s.tried |= 1 << uint(up.be.Index)
-	} else {
-		s.use(up.be)
+		s.attempts-- // the dial's attempt becomes this one
 	}
+	s.use(up.be)
 	s.attach(up)
 }
 

@@ -41,6 +41,7 @@ type fastConn struct {
 	body   codec.Body
 	inBody bool   // a request body is being skipped
 	out    []byte // responses of the current batch
+	resp   []byte // scratch for one response body
 }
 
 func newFastServer(name string) *fastServer {
@@ -152,7 +153,9 @@ func (s *fastServer) serve(fc *fastConn, in []byte) (int, gnet.Action) {
 			return len(in), gnet.Close
 		}
 		used += n
-		fc.out = s.appendResponse(fc.out, &fc.req)
+		fc.resp = s.appendBody(fc.resp[:0], &fc.req)
+		fc.out = s.appendHead(fc.out, &fc.req, len(fc.resp))
+		fc.out = append(fc.out, fc.resp...)
 		if !fc.req.KeepAlive {
 			return len(in), gnet.Close
 		}
@@ -166,13 +169,11 @@ func (s *fastServer) serve(fc *fastConn, in []byte) (int, gnet.Action) {
 
 var fastBadRequest = []byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
-// appendResponse appends the GET / answer to r: the same fields and body
-// as the net/http handler's root.
-func (s *fastServer) appendResponse(dst []byte, r *codec.Request) []byte {
+// appendHead appends the GET / answer's status line and fields, the
+// same as the net/http handler's root sends, for a body of n bytes.
+func (s *fastServer) appendHead(dst []byte, r *codec.Request, n int) []byte {
 	dst = append(dst, s.head...)
 	dst = append(dst, *s.date.Load()...)
-	n := len(s.hello) + len("x-proxy: \nx-forwarded-for: \n") +
-		joinedLen(r, "X-Proxy") + joinedLen(r, "X-Forwarded-For")
 	dst = append(dst, "Content-Length: "...)
 	dst = strconv.AppendInt(dst, int64(n), 10)
 	switch {
@@ -181,7 +182,11 @@ func (s *fastServer) appendResponse(dst []byte, r *codec.Request) []byte {
 	case r.Minor == 0:
 		dst = append(dst, "\r\nConnection: keep-alive"...)
 	}
-	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, "\r\n\r\n"...)
+}
+
+// appendBody appends the three-line GET / body, like appendHello.
+func (s *fastServer) appendBody(dst []byte, r *codec.Request) []byte {
 	dst = append(dst, s.hello...)
 	dst = append(dst, "x-proxy: "...)
 	dst = appendValues(dst, r, "X-Proxy")
@@ -205,22 +210,6 @@ func appendValues(dst []byte, r *codec.Request, name string) []byte {
 		}
 		dst = append(dst, ", "...)
 		dst = append(dst, v...)
-	}
-}
-
-// joinedLen is the length appendValues adds.
-func joinedLen(r *codec.Request, name string) int {
-	v := r.Value(name, 0)
-	if v == nil {
-		return 1
-	}
-	n := len(v)
-	for i := 1; ; i++ {
-		v = r.Value(name, i)
-		if v == nil {
-			return n
-		}
-		n += 2 + len(v)
 	}
 }
 

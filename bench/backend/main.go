@@ -41,19 +41,26 @@ func main() {
 		fmt.Printf("backend %s listening on %s\n", *name, ln.Addr())
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	os.Exit(untilSignal(errc, srv.Shutdown))
+}
+
+// untilSignal waits for SIGINT or SIGTERM, then gives stop five seconds
+// to shut the server down, and returns 0; a serve error first returns 1.
+func untilSignal(errc <-chan error, stop func(context.Context) error) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
 	select {
 	case err := <-errc:
 		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
-		os.Exit(1)
+		return 1
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
+	sctx, cancelStop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelStop()
+	stop(sctx)
+	return 0
 }
 
 // runFast runs the -fast server until SIGINT or SIGTERM and returns the
@@ -71,16 +78,5 @@ func runFast(listen, name string, loops int, quiet bool) int {
 		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	select {
-	case err := <-errc:
-		fmt.Fprintf(os.Stderr, "backend: %v\n", err)
-		return 1
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s.Stop(sctx)
-	return 0
+	return untilSignal(errc, s.Stop)
 }
