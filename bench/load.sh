@@ -177,24 +177,48 @@ wait_port_closed() {
 	done
 }
 
-RSS_KB=0
-rss_tree_kb() { # sets RSS_KB to the VmRSS sum of pid and all its descendants
+TREE=()
+tree_pids() { # sets TREE to pid and all its descendants
 	local -a queue=("$@") kids
-	local p k v t
-	RSS_KB=0
+	local p t
+	TREE=()
 	while [ ${#queue[@]} -gt 0 ]; do
 		p=${queue[0]}
 		queue=("${queue[@]:1}")
-		[ -r "/proc/$p/status" ] || continue
-		while read -r k v _; do
-			if [ "$k" = "VmRSS:" ]; then RSS_KB=$((RSS_KB + v)); break; fi
-		done <"/proc/$p/status" 2>/dev/null
+		[ -r "/proc/$p/stat" ] || continue
+		TREE+=("$p")
 		for t in /proc/"$p"/task/*/children; do
 			[ -r "$t" ] || continue
 			kids=()
 			read -r -a kids <"$t" 2>/dev/null
 			[ ${#kids[@]} -gt 0 ] && queue+=("${kids[@]}")
 		done
+	done
+}
+
+RSS_KB=0
+rss_tree_kb() { # sets RSS_KB to the VmRSS sum of pid and all its descendants
+	local p k v
+	RSS_KB=0
+	tree_pids "$@"
+	for p in "${TREE[@]}"; do
+		while read -r k v _; do
+			if [ "$k" = "VmRSS:" ]; then RSS_KB=$((RSS_KB + v)); break; fi
+		done <"/proc/$p/status" 2>/dev/null
+	done
+}
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+CPU_TICKS=0
+cpu_tree_ticks() { # sets CPU_TICKS to the user+system CPU of pid and all its descendants
+	local p st
+	CPU_TICKS=0
+	tree_pids "$@"
+	for p in "${TREE[@]}"; do
+		st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		st=${st##*) } # fields after "pid (comm) ": state is field 3, utime 14, stime 15
+		read -r -a st <<<"$st"
+		CPU_TICKS=$((CPU_TICKS + st[11] + st[12]))
 	done
 }
 
@@ -459,7 +483,7 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 rm -rf "$RAW"
 mkdir -p "$RAW"
 RESULTS=$OUT/results.tsv
-printf 'round\tproxy\tscenario\trps\tp50_us\tp99_us\tp999_us\terrors\trss_kb\n' >"$RESULTS"
+printf 'round\tproxy\tscenario\trps\tp50_us\tp99_us\tp999_us\terrors\trss_kb\tcpu_us_per_req\n' >"$RESULTS"
 
 SCENARIOS=()
 IFS=, read -r -a conns_list <<<"$CONNS"
@@ -481,6 +505,21 @@ stop_sampler() {
 	[ -n "$PROXY_PID" ] || RSS=-
 }
 
+# cpu_mark: remembers the proxy's CPU ticks; cpu_ticks_since: sets TICKS to
+# the ticks used since, or "-" when there is no proxy process (direct).
+cpu_mark() {
+	CPU_MARK=-
+	[ -n "$PROXY_PID" ] || return 0
+	cpu_tree_ticks "$PROXY_PID"
+	CPU_MARK=$CPU_TICKS
+}
+cpu_ticks_since() {
+	TICKS=-
+	[ "$CPU_MARK" != - ] || return 0
+	cpu_tree_ticks "$PROXY_PID"
+	TICKS=$((CPU_TICKS - CPU_MARK))
+}
+
 measure() { # round name scenario port
 	local round=$1 name=$2 sc=$3 port=$4 log="$RAW/r$1-$2-$3.txt" conns line
 	local url="http://127.0.0.1:$port/"
@@ -492,27 +531,32 @@ measure() { # round name scenario port
 		local threads=2
 		[ "$conns" -lt 2 ] && threads=1
 		[ "${WARMUP%[smh]}" != 0 ] && wrk -t "$threads" -c "$conns" -d "$WARMUP" --timeout 10s "$url" >/dev/null 2>&1
+		cpu_mark
 		wrk -t "$threads" -c "$conns" -d "$DURATION" --timeout 10s --latency \
 			-s "$TMP/report.lua" "$url" >"$log" 2>&1
+		cpu_ticks_since
 		stop_sampler
 		line=$(grep '^PACE_RESULT' "$log")
 		if [ -z "$line" ]; then
 			echo "!! $name $sc: wrk printed no result, see $log" >&2
-			printf '%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\n' "$round" "$name" "$sc" "$RSS" >>"$RESULTS"
+			printf '%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\t-\n' "$round" "$name" "$sc" "$RSS" >>"$RESULTS"
 			return
 		fi
-		echo "$line" | awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" '{
+		echo "$line" | awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v hz="$CLK_TCK" '{
 			for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
 			rps = f["duration_us"] > 0 ? f["requests"] / (f["duration_us"] / 1e6) : 0
 			err = f["connect"] + f["read"] + f["write"] + f["status"] + f["timeout"]
-			printf "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\n", r, n, s, rps, f["p50_us"], f["p99_us"], f["p999_us"], err, rss
+			cpu = ticks == "-" || f["requests"] == 0 ? "-" : sprintf("%.1f", ticks * 1e6 / hz / f["requests"])
+			printf "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\t%s\n", r, n, s, rps, f["p50_us"], f["p99_us"], f["p999_us"], err, rss, cpu
 		}' >>"$RESULTS"
 		;;
 	ab-c50)
 		[ "${WARMUP%[smh]}" != 0 ] && ab -q -n 2000 -c 50 "$url" >/dev/null 2>&1
+		cpu_mark
 		ab -q -n 10000 -c 50 "$url" >"$log" 2>&1
+		cpu_ticks_since
 		stop_sampler
-		awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" '
+		awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v hz="$CLK_TCK" '
 			/^Requests per second:/ { rps = $4 }
 			/^Failed requests:/ { err += $3 }
 			/^Non-2xx responses:/ { err += $3 }
@@ -521,11 +565,12 @@ measure() { # round name scenario port
 			/^ *99% / { p99 = $2 * 1000 }
 			END {
 				if (rps == "") { rps = 0; err = 10000 - done }
-				printf "%s\t%s\t%s\t%.1f\t%s\t%s\t-\t%d\t%s\n", r, n, s, rps, p50 == "" ? "-" : p50, p99 == "" ? "-" : p99, err, rss
+				cpu = ticks == "-" || done == 0 ? "-" : sprintf("%.1f", ticks * 1e6 / hz / done)
+				printf "%s\t%s\t%s\t%.1f\t%s\t%s\t-\t%d\t%s\t%s\n", r, n, s, rps, p50 == "" ? "-" : p50, p99 == "" ? "-" : p99, err, rss, cpu
 			}' "$log" >>"$RESULTS"
 		;;
 	esac
-	tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "   %-9s %-9s %10s req/s  p50 %s us  p99 %s us  errors %s  rss %s KiB\n", $2, $3, $4, $5, $6, $8, $9 }'
+	tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "   %-9s %-9s %10s req/s  p50 %s us  p99 %s us  errors %s  rss %s KiB  cpu %s us/req\n", $2, $3, $4, $5, $6, $8, $9, $10 }'
 }
 
 FAILED=""
@@ -589,6 +634,7 @@ aggregate() {
 		if ($8 != "-") err[k] += $8
 		if ($9 != "-" && $9 + 0 > rss[k] + 0) rss[k] = $9
 		if ($9 == "-" && !(k in rss)) rss[k] = "-"
+		if ($10 != "-" && $10 != "") cpu[k] = cpu[k] " " $10
 		row[NR] = $0
 		if ($2 == "pace") pace[$1 SUBSEP $3] = $4
 	}
@@ -602,19 +648,21 @@ aggregate() {
 			k = order[i]
 			split(k, nm, SUBSEP)
 			r = median(ratio[k])
-			printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\n", nm[1], nm[2], median(rps[k]),
+			c = median(cpu[k])
+			printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", nm[1], nm[2], median(rps[k]),
 				ms(median(p50[k])), ms(median(p99[k])), ms(median(p999[k])), err[k],
 				rss[k] == "-" || rss[k] == "" ? "-" : sprintf("%.1f", rss[k] / 1024),
+				c == "" ? "-" : sprintf("%.1f", c),
 				r == "" ? "-" : sprintf("%.2f", r)
 		}
 	}' "$RESULTS"
 }
 
 SUMMARY=$(aggregate)
-HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	vs pace"
+HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	CPU us/req	vs pace"
 echo
 note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rate limit $RATELIMIT, backend $BACKEND)"
-{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %11s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 
 {
 	echo "# pace load results"
@@ -623,12 +671,14 @@ note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rat
 		"workers $WORKERS; rate limit $RATELIMIT; backends $BACKEND; ulimit -n $NOFILE."
 	echo "wrk threads 2, keep-alive; ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
 	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
-	echo "peak RSS is the proxy's process tree; \"vs pace\" is the median over rounds of req/s ÷ pace's req/s in that round."
+	echo "peak RSS is the proxy's process tree; CPU us/req is that tree's user+system CPU time during the measured run ÷ requests"
+	echo "(the load tool and the backends share the same cores, so req/s ratios are smaller than CPU ratios);"
+	echo "\"vs pace\" is the median over rounds of req/s ÷ pace's req/s in that round."
 	[ -n "$FAILED" ] && echo && echo "**Failed checks:**$FAILED (no rows)."
 	echo
 	echo "| ${HEADER//	/ | } |"
-	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|"
-	echo "$SUMMARY" | awk -F'\t' 'NF { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+	echo "$SUMMARY" | awk -F'\t' 'NF { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 } >"$OUT/results.md"
 note "wrote $OUT/results.md, $RESULTS and raw logs in $RAW"
 
