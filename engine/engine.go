@@ -44,6 +44,7 @@ type Engine struct {
 	access    *accessLog // nil when neither access_log nor debug
 	listen    string
 	workers   int
+	reusePort bool
 	maxConns  int64
 	bufLimit  int
 	lowWater  int
@@ -91,6 +92,7 @@ func New(o Options) (*Engine, error) {
 		retries:   o.Upstreams.Retries(),
 		listen:    o.Server.listen(),
 		workers:   o.Server.workers(),
+		reusePort: o.Server.reusePort(),
 		maxConns:  int64(o.Server.maxConns()),
 		bufLimit:  o.Server.BufferLimit.Or(256 << 10),
 		headerTO:  int64(o.Server.headerTimeout()),
@@ -205,7 +207,7 @@ func (e *Engine) Run() error {
 		err := gnet.Run(e, "tcp://"+e.listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.workers),
-			gnet.WithReusePort(true),
+			gnet.WithReusePort(e.reusePort),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(64<<10),
