@@ -16,16 +16,6 @@ type Config struct {
 	// Workers is the number of gnet event loops. Zero means one per CPU
 	// (GOMAXPROCS).
 	Workers int `toml:"workers"`
-	// ReusePort gives each worker its own listening socket bound with
-	// SO_REUSEPORT; the kernel spreads new connections over them. nil
-	// means true. gnet then accepts one connection per socket per event
-	// loop pass, so while workers are saturated (a pass handles up to
-	// 1024 events) new connections can wait seconds in the accept queue.
-	// false: one listening socket whose queue a dedicated acceptor drains
-	// completely on every wake-up, handing connections to the workers;
-	// fair to new connections under load, but each connection costs more
-	// (see README), and a second pace cannot bind the same port.
-	ReusePort *bool `toml:"reuse_port"`
 	// MaxConnections caps open client connections; a connection accepted
 	// beyond it is closed at once. Zero means 10000. pace also lowers it
 	// at start-up to what the open-file limit allows (see README).
@@ -98,8 +88,6 @@ func (c *Config) workers() int {
 	}
 	return c.Workers
 }
-
-func (c *Config) reusePort() bool { return c.ReusePort == nil || *c.ReusePort }
 
 func (c *Config) maxConns() int {
 	if c.MaxConnections == 0 {

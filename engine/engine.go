@@ -44,7 +44,6 @@ type Engine struct {
 	access    *accessLog // nil when neither access_log nor debug
 	listen    string
 	workers   int
-	reusePort bool
 	maxConns  int64
 	bufLimit  int
 	lowWater  int
@@ -92,7 +91,6 @@ func New(o Options) (*Engine, error) {
 		retries:   o.Upstreams.Retries(),
 		listen:    o.Server.listen(),
 		workers:   o.Server.workers(),
-		reusePort: o.Server.reusePort(),
 		maxConns:  int64(o.Server.maxConns()),
 		bufLimit:  o.Server.BufferLimit.Or(256 << 10),
 		headerTO:  int64(o.Server.headerTimeout()),
@@ -207,7 +205,7 @@ func (e *Engine) Run() error {
 		err := gnet.Run(e, "tcp://"+e.listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.workers),
-			gnet.WithReusePort(e.reusePort),
+			gnet.WithReusePort(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(64<<10),

@@ -13,15 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pace-proxy/pace/config"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"golang.org/x/sys/unix"
 )
 
 func TestRoundRobinAndHeaders(t *testing.T) {
@@ -864,86 +861,4 @@ func scrape(t *testing.T, p *testProxy) map[string]float64 {
 		}
 	}
 	return m
-}
-
-// With reuse_port = false gnet runs one listening socket and an acceptor
-// that hands connections to the workers: every connection is served, both
-// workers get connections, and the drain still stops the listener.
-func TestSharedListener(t *testing.T) {
-	b1 := newNamedBackend(t, "backend1", nil)
-	b2 := newNamedBackend(t, "backend2", nil)
-	off := false
-	p := startProxy(t, []string{b1.addr(), b2.addr()}, func(o *Options) { o.Server.ReusePort = &off })
-	var wg sync.WaitGroup
-	var ok, seen1, seen2 atomic.Int64
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5; i++ {
-				req, _ := http.NewRequest("GET", p.url("/"), nil)
-				req.Close = true // a new connection each time
-				resp, err := client().Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					ok.Add(1)
-				}
-				if strings.HasPrefix(string(body), "hello from backend1") {
-					seen1.Add(1)
-				} else if strings.HasPrefix(string(body), "hello from backend2") {
-					seen2.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if ok.Load() != 40 || seen1.Load() == 0 || seen2.Load() == 0 {
-		t.Fatalf("40 requests on new connections: %d ok, backend1 %d, backend2 %d; want 40 ok from both", ok.Load(), seen1.Load(), seen2.Load())
-	}
-	p.e.mu.Lock()
-	workers := len(p.e.loops)
-	p.e.mu.Unlock()
-	if workers != 2 {
-		t.Fatalf("connections reached %d of 2 workers", workers)
-	}
-	// The socket is not SO_REUSEPORT: another one cannot join the port.
-	if l, err := listenReusePort(p.addr); err == nil {
-		l.Close()
-		t.Fatal("a SO_REUSEPORT socket could bind the port of a reuse_port = false listener")
-	}
-	p.stop(t)
-	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
-		t.Fatal("still accepting after shutdown")
-	}
-}
-
-// By default each worker listens with SO_REUSEPORT, so a second process
-// (a new pace taking over) can bind the same port.
-func TestReusePortDefault(t *testing.T) {
-	b := newNamedBackend(t, "b", nil)
-	p := startProxy(t, []string{b.addr()}, nil)
-	l, err := listenReusePort(p.addr)
-	if err != nil {
-		t.Fatalf("SO_REUSEPORT bind beside a running pace: %v", err)
-	}
-	l.Close()
-}
-
-// listenReusePort listens on addr with SO_REUSEPORT set.
-func listenReusePort(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
