@@ -28,6 +28,12 @@ type loop struct {
 	head    []byte    // response heads; reused per call
 	sweep   gnet.RunnableFunc
 	fast    gnet.RunnableFunc
+	// Per-call scratch: the fields added to a request head, and the
+	// writev vector for a response head and body. Held here rather than
+	// in every session, which puts a session in the 960-byte allocation
+	// size class instead of 1280 (3.2 MB less at 10,000 connections).
+	extra [4]codec.Field
+	iov   [2][]byte
 
 	// Buffers of closed sessions, handed to new ones, so that one request
 	// per connection (ab without -k) does not regrow a field list and a

@@ -46,7 +46,9 @@ const replayMax = 64 << 10
 // reset (nginx's lingering_close).
 const lingerTime = 2e9
 
-// session is one client connection. Loop only.
+// session is one client connection. Loop only. The small fields sit
+// together at the end of each group so that the struct fits Go's 896-byte
+// allocation size class (TestSessionSize).
 type session struct {
 	next, prev *session
 	lp         *loop
@@ -60,47 +62,45 @@ type session struct {
 	dead       bool
 	inProcess  bool
 	closeAfter bool
-	gotBytes   bool // some bytes of the current head arrived
-	stallBody  bool // request body waits for the backend to drain (watched)
-	stallResp  bool // response waits for the client to drain (watched)
-	sawNL      bool // the partial head seen so far has a line feed
-	unread     bool // the client may still send bytes of a request pace did not read
-	scanned    int  // bytes of the partial head already looked at
+	gotBytes   bool   // some bytes of the current head arrived
+	stallBody  bool   // request body waits for the backend to drain (watched)
+	stallResp  bool   // response waits for the client to drain (watched)
+	sawNL      bool   // the partial head seen so far has a line feed
+	unread     bool   // the client may still send bytes of a request pace did not read
+	gen        uint32 // dial generation: a dial's outcome counts only if it still matches
+	scanned    int    // bytes of the partial head already looked at
 	deadline   int64
 
 	// current request
 	req      codec.Request
 	method   int
-	isHead   bool
 	minor    int
 	start    int64
 	target   []byte // copy, for the access log only
 	decision ratelimit.Decision
-	limited  bool // decision is set
 	head     []byte
 	xff      []byte
-	extra    [4]codec.Field
 	reqBody  codec.Body
-	reqMode  codec.BodyMode
-	reqDone  bool
 	replay   []byte
-	replayOK bool
 	tried    uint64
 	attempts int
-	gen      uint32
 	be       *upstream.Backend
 	up       *upconn
+	reqMode  codec.BodyMode
+	isHead   bool
+	limited  bool // decision is set
+	reqDone  bool
+	replayOK bool
 
 	// current response
 	resp        codec.Response
 	respBody    codec.Body
+	status      int
+	bytesOut    int64
 	respMode    codec.BodyMode
 	headDone    bool
 	headQueued  bool // the response head waits in lp.head for the first body bytes
-	iov         [2][]byte
 	respStarted bool
-	status      int
-	bytesOut    int64
 }
 
 var (
@@ -319,18 +319,20 @@ func (s *session) buildHead() {
 		s.xff = append(s.xff, ", "...)
 	}
 	s.xff = append(s.xff, s.ip...)
-	s.extra[0] = codec.Field{Name: hdrXProxy, Value: e.proxyHdr}
-	s.extra[1] = codec.Field{Name: hdrXFF, Value: s.xff}
-	s.extra[2] = codec.Field{Name: hdrXFP, Value: valHTTP}
-	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq, Extra: s.extra[:3]}
+	extra := &s.lp.extra
+	extra[0] = codec.Field{Name: hdrXProxy, Value: e.proxyHdr}
+	extra[1] = codec.Field{Name: hdrXFF, Value: s.xff}
+	extra[2] = codec.Field{Name: hdrXFP, Value: valHTTP}
+	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq, Extra: extra[:3]}
 	if r.Minor == 0 {
 		opts.Drop = dropReq10
 		if r.Host == nil {
-			s.extra[3] = codec.Field{Name: hdrHost, Value: e.hostHdr}
-			opts.Extra = s.extra[:4]
+			extra[3] = codec.Field{Name: hdrHost, Value: e.hostHdr}
+			opts.Extra = extra[:4]
 		}
 	}
 	s.head = codec.AppendRequestHead(s.head[:0], r, &opts)
+	extra[1].Value = nil // s.xff goes back to the spare list with s
 }
 
 // connect sends the request to the next backend: a pooled connection if

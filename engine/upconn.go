@@ -398,9 +398,10 @@ func (s *session) flushHead(body []byte) bool {
 	if s.dead || s.cl.c == nil {
 		return false
 	}
-	s.iov[0], s.iov[1] = h, body
-	_, _ = s.cl.c.Writev(s.iov[:])
-	s.iov[0], s.iov[1] = nil, nil
+	iov := &s.lp.iov
+	iov[0], iov[1] = h, body
+	_, _ = s.cl.c.Writev(iov[:])
+	iov[0], iov[1] = nil, nil
 	return !s.dead && s.cl.c != nil
 }
 
