@@ -57,7 +57,8 @@ type Engine struct {
 
 	mu       sync.Mutex
 	loops    []*loop
-	loopOf   sync.Map // gnet.EventLoop -> *loop
+	loopList atomic.Pointer[[]*loop] // e.loops, for readers on a loop (no lock)
+	loopOf   sync.Map                // gnet.EventLoop -> *loop
 	eng      gnet.Engine
 	booted   chan struct{}
 	bootOnce sync.Once
@@ -220,6 +221,7 @@ func (e *Engine) Run() error {
 		e.log.Error("event engine stopped unexpectedly; restarting", "err", err)
 		e.mu.Lock()
 		e.loops = nil
+		e.loopList.Store(nil)
 		e.mu.Unlock()
 		e.loopOf = sync.Map{}
 		time.Sleep(100 * time.Millisecond)
@@ -317,6 +319,8 @@ func (e *Engine) loopFor(c gnet.Conn) *loop {
 	e.loopOf.Store(el, lp)
 	e.mu.Lock()
 	e.loops = append(e.loops, lp)
+	list := e.loops[:len(e.loops):len(e.loops)] // later appends copy
+	e.loopList.Store(&list)
 	e.mu.Unlock()
 	return lp
 }

@@ -49,36 +49,53 @@ type loop struct {
 	dialQ fifo
 }
 
-// fifo is a queue of sessions waiting in one state. Entries that stopped
-// waiting (closed, timed out, served) are dropped when reached. Loop only.
+// fifo is a queue of sessions waiting in one state. An entry holds the
+// session's attempt number (gen) at push; entries that stopped waiting
+// (closed, timed out, served, or pushed again for a later attempt) are
+// dropped when reached, so a session that waits again goes to the back.
+// Loop only.
 type fifo struct {
-	q    []*session
+	q    []waiter
 	head int
 }
 
-func (f *fifo) push(s *session) { f.q = append(f.q, s) }
+type waiter struct {
+	s   *session
+	gen uint32
+}
+
+func (f *fifo) push(s *session) { f.q = append(f.q, waiter{s, s.gen}) }
+
+// live reports whether w still waits in state st.
+func (w waiter) live(st uint8) bool { return !w.s.dead && w.s.st == st && w.s.gen == w.gen }
 
 // pop removes and returns the oldest live session in state st, or nil.
 func (f *fifo) pop(st uint8) *session {
 	for f.head < len(f.q) {
-		s := f.q[f.head]
-		f.q[f.head] = nil
+		w := f.q[f.head]
+		f.q[f.head] = waiter{}
 		f.head++
-		if !s.dead && s.st == st {
-			return s
+		if w.live(st) {
+			return w.s
 		}
 	}
 	f.q, f.head = f.q[:0], 0
 	return nil
 }
 
+// unpop puts back the session the last pop returned, at the front.
+func (f *fifo) unpop(s *session) {
+	f.head--
+	f.q[f.head] = waiter{s, s.gen}
+}
+
 // prune drops the entries that stopped waiting, so that a quiet loop
 // does not keep closed sessions reachable.
 func (f *fifo) prune(st uint8) {
 	keep := f.q[:0]
-	for _, s := range f.q[f.head:] {
-		if !s.dead && s.st == st {
-			keep = append(keep, s)
+	for _, w := range f.q[f.head:] {
+		if w.live(st) {
+			keep = append(keep, w)
 		}
 	}
 	clear(f.q[len(keep):])
@@ -94,15 +111,44 @@ func (lp *loop) nextWaiter() *session {
 	return lp.dialQ.pop(stConnecting)
 }
 
-// serveWaiters dials for queued sessions while descriptors allow. Loop.
+// serveWaiters dials for queued sessions while descriptors allow, closing
+// idle pooled connections of this loop to free them. When waiters remain
+// and this loop has none left to close, the other loops are asked to
+// close theirs: idle connections elsewhere must not hold the descriptors
+// a waiter here needs until it times out. Loop.
 func (lp *loop) serveWaiters() {
 	e := lp.e
-	for e.clients.Load()+e.uplinks.Load() < e.fdBudget {
+	for {
 		s := lp.waitQ.pop(stQueued)
 		if s == nil {
 			return
 		}
-		s.connect(false)
+		if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !lp.evictIdle() {
+			lp.waitQ.unpop(s)
+			break
+		}
+		s.connect(s.stale)
+	}
+	lp.waitQ.prune(stQueued)
+	e.evictIdleElsewhere(lp, len(lp.waitQ.q))
+}
+
+// evictIdleElsewhere asks the loops other than lp to close up to n idle
+// connections between them, to free descriptors for n waiters on lp.
+// Loop (lp's); the other loops do it on their own turn.
+func (e *Engine) evictIdleElsewhere(lp *loop, n int) {
+	list := e.loopList.Load()
+	if n <= 0 || list == nil || len(*list) < 2 {
+		return
+	}
+	per := (n + len(*list) - 2) / (len(*list) - 1)
+	for _, o := range *list {
+		if o != lp {
+			o.exec(func() {
+				for i := 0; i < per && o.evictIdle(); i++ {
+				}
+			})
+		}
 	}
 }
 

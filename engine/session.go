@@ -91,6 +91,7 @@ type session struct {
 	limited  bool // decision is set
 	reqDone  bool
 	replayOK bool
+	stale    bool // while queued: the attempt before was a stale pooled connection
 
 	// current response
 	resp        codec.Response
@@ -359,13 +360,13 @@ func (s *session) connect(stale bool) {
 		}
 	}
 	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !s.lp.evictIdle() {
-		s.enqueue()
+		s.enqueue(stale)
 		return
 	}
 	s.use(be)
 	s.st = stConnecting
-	s.lp.dialQ.push(s)
 	s.gen++
+	s.lp.dialQ.push(s)
 	s.setDeadline(dlNone, 0)
 	e.uplinks.Add(1)
 	e.met.UpstreamDials.Inc()
@@ -386,9 +387,12 @@ func (s *session) use(be *upstream.Backend) {
 // (HAProxy queues on a full server the same way). A connection finishing
 // an exchange goes to the oldest waiter instead of the idle pool, and the
 // sweep dials for waiters once descriptors are free again. After the
-// backend connect timeout the request gets 503. Loop.
-func (s *session) enqueue() {
+// backend connect timeout the request gets 503. stale is connect's: the
+// wait ends in the same connect. Loop.
+func (s *session) enqueue(stale bool) {
 	s.st = stQueued
+	s.stale = stale
+	s.gen++ // an earlier entry of this session in a queue no longer counts
 	s.setDeadline(dlQueue, s.lp.e.queueTO)
 	s.lp.waitQ.push(s)
 	s.lp.e.met.UpstreamQueued.Inc()

@@ -157,10 +157,13 @@ func (up *upconn) kill() {
 	up.s = nil
 	if up.c != nil {
 		up.lp.closeConn(up.c)
-	} else if up.parked {
+	} else if up.parked && !up.resuming {
 		up.release()
 		up.lp.e.uplinks.Add(-1)
 	}
+	// While resuming, the descriptor belongs to the enroll in flight: the
+	// re-enrolled connection's close (opened sees dead) or unparkFailed
+	// counts it off, once.
 }
 
 // discard closes an idle connection (pool full, expired, draining). Loop.

@@ -1,0 +1,279 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pace-proxy/pace/config"
+)
+
+// onLoop runs f on lp and waits for it.
+func onLoop(lp *loop, f func()) {
+	done := make(chan struct{})
+	lp.exec(func() {
+		f()
+		close(done)
+	})
+	<-done
+}
+
+// loopOfClient returns the loop serving the client connection whose
+// address (as pace sees it) is remote, or nil.
+func loopOfClient(p *testProxy, remote string) *loop {
+	list := p.e.loopList.Load()
+	if list == nil {
+		return nil
+	}
+	for _, lp := range *list {
+		found := false
+		onLoop(lp, func() {
+			for s := lp.sessions.next; s != &lp.sessions; s = s.next {
+				if s.cl.c != nil && s.cl.c.RemoteAddr().String() == remote {
+					found = true
+				}
+			}
+		})
+		if found {
+			return lp
+		}
+	}
+	return nil
+}
+
+// dialLoop opens a client connection and returns it with the loop that
+// serves it.
+func dialLoop(t *testing.T, p *testProxy) (net.Conn, *loop) {
+	t.Helper()
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for i := 0; i < 200; i++ {
+		if lp := loopOfClient(p, c.LocalAddr().String()); lp != nil {
+			return c, lp
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+	t.Fatal("pace has no session for the new connection")
+	return nil, nil
+}
+
+// rawGet sends one GET on c and returns the response status.
+func rawGet(c net.Conn, path string, close bool) (int, error) {
+	conn := ""
+	if close {
+		conn = "Connection: close\r\n"
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, conn)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Out of descriptors, with the spare ones held by idle pooled connections
+// of another loop: the waiter must get one of them, not a 503 after
+// connect_timeout.
+func TestQueueTakesIdleFromOtherLoops(t *testing.T) {
+	testFDBudget = 5
+	defer func() { testFDBudget = 0 }()
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("d")); err == nil {
+			time.Sleep(d)
+		}
+		io.WriteString(w, "ok\n")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 2
+		o.Upstreams.ConnectTimeout = config.Duration(time.Second)
+	})
+	// Two overlapping requests on loop A leave two idle connections there.
+	var onA []net.Conn
+	var lpA *loop
+	for len(onA) < 2 {
+		c, lp := dialLoop(t, p)
+		if lpA == nil {
+			lpA = lp
+		}
+		if lp == lpA {
+			onA = append(onA, c)
+		} else {
+			c.Close()
+		}
+	}
+	done := make(chan int, 2)
+	for _, c := range onA {
+		go func(c net.Conn) { st, _ := rawGet(c, "/?d=200ms", true); done <- st }(c)
+	}
+	for i := 0; i < 2; i++ {
+		if st := <-done; st != 200 {
+			t.Fatalf("warm-up request: status %d", st)
+		}
+	}
+	for deadline := time.Now().Add(3 * time.Second); p.e.clients.Load() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d clients left after the warm-up", p.e.clients.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Three clients on loop B fill the budget: 3 clients + 2 idle = 5.
+	var onB []net.Conn
+	for len(onB) < 3 {
+		c, lp := dialLoop(t, p)
+		if lp != lpA {
+			onB = append(onB, c)
+			defer c.Close()
+		} else {
+			c.Close()
+		}
+	}
+	for deadline := time.Now().Add(3 * time.Second); p.e.clients.Load() != 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("pace has %d clients, want 3", p.e.clients.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := p.e.uplinks.Load(); n != 2 {
+		t.Fatalf("%d backend connections before the request, want the 2 idle ones", n)
+	}
+	start := time.Now()
+	st, err := rawGet(onB[0], "/", true)
+	if st != 200 {
+		t.Fatalf("request on loop B, idle connections only on loop A: status %d (%v) after %v, want 200",
+			st, err, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// A backend connection killed while its unpark (re-enroll) is in flight is
+// counted off the descriptor budget once, not twice.
+func TestKillWhileResumingCountsOnce(t *testing.T) {
+	big := make([]byte, 8<<20)
+	b := newNamedBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Write(big)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 64 << 10
+	})
+	c, lp := dialLoop(t, p)
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // the response is never read
+	parked := false
+	for i := 0; i < 400 && !parked; i++ {
+		onLoop(lp, func() {
+			s := lp.sessions.next
+			parked = s != &lp.sessions && s.up != nil && s.up.parked && !s.up.resuming
+		})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !parked {
+		t.Fatal("the backend connection was never parked")
+	}
+	// What poll does once the client drained, then, in the same loop turn
+	// and before the enroll's OnOpen, the session ends (client reset,
+	// response timeout).
+	onLoop(lp, func() {
+		s := lp.sessions.next
+		up := s.up
+		up.unpark(up.lp, up, up.unparkFailed)
+		s.abort()
+	})
+	c.Close()
+	for deadline := time.Now().Add(3 * time.Second); p.e.clients.Load() != 0 || p.e.uplinks.Load() > 0; {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a second decrement would land by now
+	if n := p.e.uplinks.Load(); n != 0 {
+		t.Fatalf("backend connections counted = %d after all closed, want 0", n)
+	}
+}
+
+// A session that stops waiting and waits again goes to the back of the
+// queue: its old entry does not keep its place.
+func TestFifoRequeueGoesToBack(t *testing.T) {
+	var f fifo
+	a, b := &session{st: stQueued}, &session{st: stQueued}
+	f.push(a)
+	a.st = stExchange // a's wait ended (served, or 503 on timeout)
+	f.push(b)
+	a.st, a.gen = stQueued, a.gen+1 // a waits again, as enqueue does
+	f.push(a)
+	var got []*session
+	for s := f.pop(stQueued); s != nil; s = f.pop(stQueued) {
+		got = append(got, s)
+	}
+	if len(got) != 2 || got[0] != b || got[1] != a {
+		t.Fatalf("pop order = %v, want [b a] (b %p, a %p)", got, b, a)
+	}
+}
+
+// A retry after a stale pooled connection may go to the same backend when
+// it is the only one; if that retry has to wait for a descriptor, it keeps
+// that right when its wait ends, instead of failing with 502.
+func TestQueuedStaleRetrySameBackend(t *testing.T) {
+	var staleDone atomic.Bool
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(400 * time.Millisecond)
+			w.Header().Set("Connection", "close") // frees its descriptor when done
+		case "/stale":
+			if staleDone.CompareAndSwap(false, true) {
+				c, _, _ := w.(http.Hijacker).Hijack()
+				c.Close() // a pooled connection that dies under the request
+				return
+			}
+		default:
+			time.Sleep(200 * time.Millisecond)
+		}
+		io.WriteString(w, "ok\n")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = config.Duration(2 * time.Second)
+	})
+	a, lp := dialLoop(t, p)
+	defer a.Close()
+	bc, _ := dialLoop(t, p)
+	defer bc.Close()
+	// Two overlapping requests leave two pooled connections.
+	done := make(chan int, 2)
+	for _, c := range []net.Conn{a, bc} {
+		go func(c net.Conn) { st, _ := rawGet(c, "/", false); done <- st }(c)
+	}
+	for i := 0; i < 2; i++ {
+		if st := <-done; st != 200 {
+			t.Fatalf("warm-up request: status %d", st)
+		}
+	}
+	// From here on, 2 clients + 1 busy connection use up the budget: the
+	// retry after the stale connection has to wait for /slow to finish.
+	onLoop(lp, func() { p.e.fdBudget = 3 })
+	go func() { st, _ := rawGet(bc, "/slow", false); done <- st }()
+	time.Sleep(50 * time.Millisecond)
+	st, err := rawGet(a, "/stale", false)
+	if st != 200 {
+		t.Fatalf("GET /stale (stale pooled connection, retry queued for a descriptor): status %d (%v), want 200", st, err)
+	}
+	if st := <-done; st != 200 {
+		t.Fatalf("GET /slow: status %d", st)
+	}
+	if n := p.e.met.UpstreamQueued.Get(); n == 0 {
+		t.Fatal("the retry did not wait for a descriptor: the test did not test the queue")
+	}
+}
