@@ -454,7 +454,11 @@ func (s *session) pumpBody() {
 		if len(in) == 0 {
 			return
 		}
-		out, n, done, err := s.reqBody.Step(s.lp.scratch[:0], in)
+		// Step a copy of the framer, kept only once the bytes are written:
+		// when the write fails, the retry it starts (inside the write)
+		// forwards these bytes again from the client's input.
+		rb := s.reqBody
+		out, n, done, err := rb.Step(s.lp.scratch[:0], in)
 		if err != nil {
 			s.badBody(err)
 			return
@@ -478,6 +482,7 @@ func (s *session) pumpBody() {
 				}
 			}
 		}
+		s.reqBody = rb
 		s.cl.consume(n)
 		if n > 0 && s.dl == dlResponse {
 			s.setDeadline(dlResponse, e.respTO)
@@ -772,11 +777,13 @@ func (s *session) expired(now int64) {
 
 // drain makes the session close at the next opportunity. Loop.
 func (s *session) drain() {
-	if s.st == stHead && s.cl.c != nil && s.cl.buffered() == 0 {
-		s.closeNow()
-		return
-	}
 	s.closeAfter = true
+	if s.st == stHead && s.cl.c != nil && s.cl.buffered() == 0 {
+		// Between requests, but the last response may still be queued
+		// for a slow client: closeGracefully flushes it first (and
+		// closes at once when nothing is queued).
+		s.closeGracefully()
+	}
 }
 
 // poll implements watcher: a flushing session lingers once its output

@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A PUT sent on a pooled connection that the backend has just closed is
+// retried on a fresh one (PUT is idempotent). The body write fails inside
+// gnet's Write, which starts the retry there; the retry must forward the
+// whole body, and no part of the body may be parsed as a request.
+func TestRetryAfterFailedBodyWrite(t *testing.T) {
+	closeFirst := make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	conns := 0
+	addr := rawBackend(t, func(c net.Conn) {
+		mu.Lock()
+		conns++
+		k := conns
+		mu.Unlock()
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			line := strings.SplitN(h, "\r\n", 2)[0]
+			got := 0
+			if i := strings.Index(strings.ToLower(h), "content-length: "); i >= 0 {
+				v := h[i+len("content-length: "):]
+				cl, _ := strconv.Atoi(v[:strings.Index(v, "\r")])
+				c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				got, _ = io.ReadFull(br, make([]byte, cl))
+				c.SetReadDeadline(time.Time{})
+			}
+			mu.Lock()
+			seen = append(seen, fmt.Sprintf("conn%d %s body=%d", k, line, got))
+			mu.Unlock()
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			if k == 1 {
+				<-closeFirst // then close: the pooled connection goes stale
+				return
+			}
+		}
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) { o.Server.Workers = 1 })
+	c, lp := dialLoop(t, p)
+	defer c.Close()
+	if st, err := rawGet(c, "/first", false); st != 200 {
+		t.Fatalf("GET /first: status %d (%v)", st, err)
+	}
+	time.Sleep(50 * time.Millisecond) // the connection is pooled
+	// Hold the loop so that it sees the client's request before the
+	// backend's FIN.
+	unblock := make(chan struct{})
+	lp.exec(func() { <-unblock })
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	fmt.Fprintf(c, "PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled)
+	time.Sleep(50 * time.Millisecond)
+	close(closeFirst)
+	time.Sleep(50 * time.Millisecond)
+	close(unblock)
+
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("PUT /put: %v", err)
+	}
+	io.ReadAll(resp.Body)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	resp2, err2 := http.ReadResponse(br, nil)
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if err2 == nil {
+		t.Errorf("a second response (%d) came for a request the client never sent; backend saw %q", resp2.StatusCode, seen)
+	}
+	put := 0
+	for _, s := range seen {
+		if strings.Contains(s, "/smuggled") {
+			t.Errorf("the PUT body reached the backend as a request: %q", s)
+		}
+		if strings.Contains(s, "PUT") {
+			put++
+			if !strings.HasSuffix(s, fmt.Sprintf("body=%d", len(smuggled))) {
+				t.Errorf("the PUT reached the backend without its whole body: %q", s)
+			}
+		}
+	}
+	if put == 0 {
+		t.Errorf("the PUT never reached a backend: %q", seen)
+	}
+}
+
+// Shutdown while a keep-alive client is still downloading the end of a
+// finished response (the session waits for its next request, the tail is
+// queued in gnet's outbound buffer): the response must arrive whole.
+func TestDrainFlushesQueuedResponse(t *testing.T) {
+	const size = 24 << 20
+	body := strings.Repeat("x", size)
+	b := newNamedBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		io.WriteString(w, body)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 2 * size // pace takes the whole response at once
+	})
+	// A small receive buffer, so that the kernel cannot hold what pace
+	// has queued (send buffers grow to 4 MiB by default).
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+		})
+	}}
+	c, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var lp *loop
+	for i := 0; i < 200 && lp == nil; i++ {
+		lp = loopOfClient(p, c.LocalAddr().String())
+		time.Sleep(5 * time.Millisecond)
+	}
+	if lp == nil {
+		t.Fatal("pace has no session for the client")
+	}
+	c.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+	// The client reads nothing until the exchange is over on pace's side
+	// with bytes still queued for it.
+	queued := 0
+	for deadline := time.Now().Add(10 * time.Second); queued == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the exchange never finished with bytes queued for the client")
+		}
+		onLoop(lp, func() {
+			if s := lp.sessions.next; s != &lp.sessions && s.st == stHead && s.cl.c != nil {
+				queued = s.cl.c.OutboundBuffered()
+			}
+		})
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- p.e.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // the drain has run
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("response head: %v", err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if n != size || err != nil {
+		t.Fatalf("drain with %d bytes queued: got %d of %d bytes (%v)", queued, n, size, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
