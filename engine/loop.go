@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -249,14 +250,19 @@ func (lp *loop) tick(sweep bool) {
 	lp.queued.Store(false)
 	now := nanotime()
 	if len(lp.watch) > 0 {
-		keep := lp.watch[:0]
-		for _, w := range lp.watch {
+		list := lp.watch
+		lp.watch = nil // what a poll adds lands here
+		keep := list[:0]
+		for _, w := range list {
 			if w.poll(now) {
 				keep = append(keep, w)
 			}
 		}
-		for i := len(keep); i < len(lp.watch); i++ {
-			lp.watch[i] = nil
+		clear(list[len(keep):])
+		for _, w := range lp.watch {
+			if !slices.Contains(keep, w) {
+				keep = append(keep, w)
+			}
 		}
 		lp.watch = keep
 		lp.watching.Store(int32(len(keep)))

@@ -31,6 +31,17 @@ type link struct {
 // gnet has buffered. Valid only until consume or the callback returns.
 func (l *link) input() []byte {
 	if l.poff < len(l.pend) {
+		// A message may go on past the saved bytes (a head or chunk
+		// line cut at the park): join what gnet read since.
+		if l.c != nil && l.c.InboundBuffered() > 0 {
+			if l.poff > 0 {
+				l.pend = append(l.pend[:0], l.pend[l.poff:]...)
+				l.poff = 0
+			}
+			b, _ := l.c.Peek(-1)
+			l.pend = append(l.pend, b...)
+			_, _ = l.c.Discard(-1)
+		}
 		return l.pend[l.poff:]
 	}
 	if l.c == nil {

@@ -852,8 +852,11 @@ func (s *session) reopened(c gnet.Conn) {
 		_ = c.Close()
 		return
 	}
-	if s.up != nil && s.up.buffered() > 0 {
+	if s.up != nil && (s.up.buffered() > 0 || s.up.eof) {
 		s.pumpResponse(false)
+	}
+	if s.dead {
+		return
 	}
 	if s.st == stFlush || s.st == stLinger {
 		return

@@ -96,7 +96,11 @@ func (up *upconn) opened(c gnet.Conn) {
 			_ = c.Close()
 			return
 		}
-		up.s.pumpResponse(false)
+		s := up.s
+		s.pumpResponse(false)
+		if s.up == up && !s.dead && !s.reqDone {
+			s.process() // body bytes that came while up was parked
+		}
 		return
 	}
 	up.c = c
@@ -198,7 +202,9 @@ func (up *upconn) poll(now int64) bool {
 	if !up.parked || up.resuming {
 		return false
 	}
-	if s.cl.c != nil && s.cl.c.OutboundBuffered() <= up.lp.e.lowWater {
+	// A parked client has nothing queued (it parks only when drained);
+	// waiting for it to come back would wait on this very connection.
+	if s.cl.c == nil || s.cl.c.OutboundBuffered() <= up.lp.e.lowWater {
 		up.unpark(up.lp, up, up.unparkFailed)
 		return false
 	}
@@ -226,13 +232,14 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		if s.cl.c == nil { // the client is parked: get it back first
 			s.cl.unpark(s.lp, s, s.unparkFailed)
 			if inCb && up.buffered() > e.bufLimit {
-				if act, ok := up.park(); ok {
-					e.met.Parked.Inc()
-					s.lp.addWatch(up)
-					return act
-				}
+				act, _ := s.holdUp(up)
+				return act
 			}
 			return gnet.None
+		}
+		if inCb && s.stallResp && s.cl.c.OutboundBuffered() > e.bufLimit {
+			act, _ := s.holdUp(up) // up could not be parked last time
+			return act
 		}
 		in := up.input()
 		if len(in) == 0 {
@@ -321,9 +328,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		s.setDeadline(dlResponse, e.respTO)
 		if s.cl.c.OutboundBuffered() > e.bufLimit {
 			if inCb && up.c != nil {
-				if act, ok := up.park(); ok {
-					e.met.Parked.Inc()
-					s.lp.addWatch(up)
+				if act, ok := s.holdUp(up); ok || s.up != up {
 					return act
 				}
 			}
@@ -337,6 +342,27 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		}
 	}
 	return gnet.None
+}
+
+// holdUp stops reading s.up, in its own callback, while the client
+// cannot take more: it parks up, unless gnet still queues request bytes
+// for the backend, which gnet's close would drop. Then the response stays
+// in up's input, and past a bound the exchange is aborted. ok says up was
+// parked. Loop.
+func (s *session) holdUp(up *upconn) (gnet.Action, bool) {
+	e := s.lp.e
+	if up.c.OutboundBuffered() == 0 {
+		if act, ok := up.park(); ok {
+			e.met.Parked.Inc()
+			s.lp.addWatch(up)
+			return act, true
+		}
+	}
+	if up.buffered() > 2*e.bufLimit+64<<10 {
+		e.logf(levelInfo, "closing exchange: backend and client both not reading", "backend", s.be.Addr, "client", s.ip)
+		s.abort()
+	}
+	return gnet.None, false
 }
 
 // writeResponseHead sends the client the response head for s.resp with

@@ -1,0 +1,357 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A request head split between the bytes saved when the client was parked
+// (link.pend) and bytes read after unparking is parsed whole: input()
+// joins them.
+func TestHeadSplitAcrossPark(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// /slow is in flight; then more than buffer_limit of a second head,
+	// not yet complete: pace parks the client with it in pend.
+	fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	fmt.Fprintf(c, "GET /next HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n", strings.Repeat("p", 6000))
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, "\r\n") // the head's end arrives while parked
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/slow", "/next"} {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response for %s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "path="+want {
+			t.Fatalf("response %d %q, want path=%s", resp.StatusCode, body, want)
+		}
+	}
+}
+
+type addingWatcher struct {
+	lp    *loop
+	added watcher
+}
+
+func (w *addingWatcher) poll(int64) bool {
+	if w.added != nil {
+		w.lp.addWatch(w.added) // e.g. finish -> closeGracefully of a session
+	}
+	return false
+}
+
+type countingWatcher struct{ n int }
+
+func (w *countingWatcher) poll(int64) bool { w.n++; return true }
+
+// A watcher added while tick runs the watchers (a poll that ends an
+// exchange and starts a graceful close, or hands a connection to a waiter)
+// is kept and polled.
+func TestWatchAddedDuringTick(t *testing.T) {
+	for _, pre := range []int{0, 3} { // with and without spare capacity
+		lp := &loop{e: &Engine{wake: make(chan struct{}, 1)}}
+		for i := 0; i < pre; i++ {
+			lp.addWatch(&countingWatcher{})
+		}
+		lp.watch = append(make([]watcher, 0, len(lp.watch)+4), lp.watch...)
+		late := &countingWatcher{}
+		lp.addWatch(&addingWatcher{lp: lp, added: late})
+		lp.tick(false)
+		lp.tick(false)
+		if late.n == 0 {
+			t.Errorf("pre=%d: watcher added during a tick was never polled (watch=%d, watching=%d)", pre, len(lp.watch), lp.watching.Load())
+		}
+	}
+}
+
+// The client parked (a pipelined backlog) and the backend parked (the
+// response ahead of the client) at once: neither waits on the other, and
+// every response arrives.
+func TestClientAndBackendParkedTogether(t *testing.T) {
+	big := pattern(1 << 20)
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			time.Sleep(200 * time.Millisecond)
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(20 * time.Second)
+	})
+	for run := 0; run < 3; run++ {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		small := fmt.Sprintf("GET /small HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", strings.Repeat("p", 400))
+		batch := strings.Repeat(small, 20) // ~9 KB
+		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"+batch)
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(c, batch)
+		br := bufio.NewReader(c)
+		start := time.Now()
+		for i := 0; i < 41; i++ {
+			c.SetReadDeadline(time.Now().Add(4 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("run %d: response %d after %v: %v", run, i, time.Since(start).Round(time.Millisecond), err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			if err != nil {
+				lp := (*p.e.loopList.Load())[0]
+				onLoop(lp, func() {
+					for s := lp.sessions.next; s != &lp.sessions; s = s.next {
+						t.Logf("session st=%d client parked=%v resuming=%v pend=%d reqDone=%v up=%v", s.st, s.cl.parked, s.cl.resuming, len(s.cl.pend)-s.cl.poff, s.reqDone, s.up != nil)
+						if s.up != nil {
+							t.Logf("  up parked=%v resuming=%v pend=%d", s.up.parked, s.up.resuming, len(s.up.pend)-s.up.poff)
+						}
+					}
+				})
+				t.Fatalf("run %d: response %d body after %d bytes, %v: %v", run, i, n, time.Since(start).Round(time.Millisecond), err)
+			}
+		}
+		c.Close()
+	}
+}
+
+// An early response outruns the client while request body bytes still sit
+// in gnet's outbound buffer for the backend: pace must not park the
+// backend connection then (gnet's close would drop those bytes and the
+// backend would get a body with a hole). Cutting the exchange short is
+// acceptable; a corrupted body is not.
+func TestBackendParkKeepsRequestBody(t *testing.T) {
+	const bodyN = 8 << 20
+	const respN = 8 << 20
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 4)
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 64<<10)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // body piles up in pace first
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", respN)
+		c.Write(pattern(respN / 2)) // an early response, body not read yet
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		want := pattern(bodyN)
+		got := make([]byte, bodyN)
+		k, err := io.ReadFull(br, got)
+		n := int64(k)
+		for i := 0; i < k; i++ {
+			if got[i] != want[i] {
+				err = fmt.Errorf("body differs from byte %d on (%v)", i, err)
+				break
+			}
+		}
+		res <- result{n, err}
+		c.Write(pattern(respN / 2))
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(10 * time.Second)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", bodyN)
+		c.Write(pattern(bodyN))
+	}()
+	time.Sleep(400 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(8 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		var n int64
+		n, err = io.Copy(io.Discard, resp.Body)
+		t.Logf("client got %d response body bytes, err %v", n, err)
+	}
+	select {
+	case r := <-res:
+		// Cut short (abort) is acceptable; bytes missing in the middle are not.
+		t.Logf("backend got %d of %d request body bytes (%v)", r.n, bodyN, r.err)
+		if r.err != nil && strings.Contains(r.err.Error(), "differs") {
+			t.Fatalf("corrupted request body: %v", r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("backend never finished reading")
+	}
+}
+
+// Request body bytes that arrive while the backend connection is parked
+// are forwarded once it is unparked, even when the client sends nothing
+// more.
+func TestBodyTailAfterBackendUnpark(t *testing.T) {
+	const bodyN = 1 << 20
+	const tail = 1000
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 64<<10)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		got := make(chan int64, 1)
+		go func() {
+			c.SetReadDeadline(time.Now().Add(6 * time.Second))
+			n, _ := io.CopyN(io.Discard, br, bodyN)
+			got <- n
+		}()
+		time.Sleep(100 * time.Millisecond)
+		const first = 4 << 20
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", first+20)
+		c.Write(pattern(first))
+		n := <-got
+		fmt.Fprintf(c, "%20d", n) // the response ends with what the backend got
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(20 * time.Second)
+	})
+	c, lp := dialLoop(t, p)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", bodyN)
+	c.Write(pattern(bodyN)[:bodyN-tail])
+	parked := false
+	for i := 0; i < 400 && !parked; i++ {
+		onLoop(lp, func() {
+			s := lp.sessions.next
+			parked = s != &lp.sessions && s.up != nil && s.up.parked
+		})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !parked {
+		t.Skip("backend connection not parked: scenario not reached")
+	}
+	c.Write(pattern(bodyN)[bodyN-tail:])
+	time.Sleep(100 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("response cut after %d bytes: %v", len(all), err)
+	}
+	if last := strings.TrimSpace(string(all[len(all)-20:])); last != fmt.Sprint(bodyN) {
+		t.Fatalf("backend got %s request body bytes, want %d", last, bodyN)
+	}
+}
+
+// The backend closes without answering while the client is parked: the
+// close is handled when the client comes back (a retry or 502), not after
+// response_timeout.
+func TestBackendEOFWhileClientParked(t *testing.T) {
+	var n atomic.Int32
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if n.Add(1) == 1 {
+				return // first request: close without answering
+			}
+			_ = h
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(15 * time.Second)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	small := fmt.Sprintf("GET /small HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", strings.Repeat("p", 400))
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"+strings.Repeat(small, 12))
+	start := time.Now()
+	c.SetReadDeadline(start.Add(4 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("first response after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 && resp.StatusCode != 502 {
+		t.Fatalf("first response: status %d, want 200 (retried) or 502", resp.StatusCode)
+	}
+}
+
+// While a partial head sits in the saved bytes, what the client adds behind
+// it stays bounded by the head limit.
+func TestHeadSplitAcrossParkIsBounded(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+	})
+	c, lp := dialLoop(t, p)
+	defer c.Close()
+	fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	fmt.Fprintf(c, "GET /next HTTP/1.1\r\nHost: x\r\nX-Pad: %s", strings.Repeat("p", 6000))
+	time.Sleep(600 * time.Millisecond)
+	junk := []byte(strings.Repeat("p", 1<<20))
+	go func() {
+		for i := 0; i < 32; i++ {
+			if _, err := c.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	var held int
+	onLoop(lp, func() {
+		if s := lp.sessions.next; s != &lp.sessions {
+			held = s.cl.buffered()
+		}
+	})
+	if held > 1<<20 {
+		t.Fatalf("pace holds %d bytes of one client's unparsed head (max_header_size 64KiB)", held)
+	}
+}
