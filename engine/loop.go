@@ -68,7 +68,9 @@ type waiter struct {
 func (f *fifo) push(s *session) { f.q = append(f.q, waiter{s, s.gen}) }
 
 // live reports whether w still waits in state st.
-func (w waiter) live(st uint8) bool { return !w.s.dead && w.s.st == st && w.s.gen == w.gen }
+func (w waiter) live(st uint8) bool {
+	return w.s != nil && !w.s.dead && w.s.st == st && w.s.gen == w.gen
+}
 
 // pop removes and returns the oldest live session in state st, or nil.
 func (f *fifo) pop(st uint8) *session {
@@ -81,6 +83,35 @@ func (f *fifo) pop(st uint8) *session {
 		}
 	}
 	f.q, f.head = f.q[:0], 0
+	return nil
+}
+
+// popFor is pop for a connection to backend index be: it skips (and
+// leaves waiting) sessions that already tried be, which are retrying
+// because be failed them. A match past the front leaves a hole.
+func (f *fifo) popFor(st uint8, be int) *session {
+	bit := uint64(1) << uint(be)
+	for i := f.head; i < len(f.q); i++ {
+		w := f.q[i]
+		if !w.live(st) {
+			if i == f.head {
+				f.q[i] = waiter{}
+				f.head++
+			}
+			continue
+		}
+		if w.s.tried&bit != 0 {
+			continue
+		}
+		f.q[i] = waiter{}
+		if i == f.head {
+			f.head++
+		}
+		return w.s
+	}
+	if f.head == len(f.q) {
+		f.q, f.head = f.q[:0], 0
+	}
 	return nil
 }
 
@@ -103,13 +134,14 @@ func (f *fifo) prune(st uint8) {
 	f.q, f.head = keep, 0
 }
 
-// nextWaiter pops the session that has waited longest for a backend
-// connection: queued ones first, since they have no dial in flight. Loop.
-func (lp *loop) nextWaiter() *session {
-	if s := lp.waitQ.pop(stQueued); s != nil {
+// nextWaiter pops the session that has waited longest for a connection
+// to backend index be: queued ones first, since they have no dial in
+// flight. A session retrying because be failed it is not given one. Loop.
+func (lp *loop) nextWaiter(be int) *session {
+	if s := lp.waitQ.popFor(stQueued, be); s != nil {
 		return s
 	}
-	return lp.dialQ.pop(stConnecting)
+	return lp.dialQ.popFor(stConnecting, be)
 }
 
 // serveWaiters dials for queued sessions while descriptors allow, closing
@@ -316,7 +348,7 @@ func (lp *loop) takeIdle(i int) *upconn {
 // connection, or keeps it for reuse, or closes it if the pool is full or
 // the engine drains. Loop.
 func (lp *loop) putIdle(up *upconn) {
-	if s := lp.nextWaiter(); s != nil {
+	if s := lp.nextWaiter(up.be.Index); s != nil {
 		up.s = nil
 		s.dequeued(up)
 		return

@@ -277,3 +277,27 @@ func TestQueuedStaleRetrySameBackend(t *testing.T) {
 		t.Fatal("the retry did not wait for a descriptor: the test did not test the queue")
 	}
 }
+
+// A connection to a backend is not handed to a session that is retrying
+// because that backend failed it (with a backend just killed, its last
+// finished connection would fail the retry too); later waiters get it,
+// and the skipped one still gets a connection to another backend.
+func TestFifoSkipsWaitersThatTriedTheBackend(t *testing.T) {
+	var f fifo
+	retrying := &session{st: stConnecting, tried: 1 << 0} // backend 0 failed it
+	fresh := &session{st: stConnecting}
+	f.push(retrying)
+	f.push(fresh)
+	if got := f.popFor(stConnecting, 0); got != fresh {
+		t.Fatalf("popFor(backend 0) = %p, want the session that has not tried it (%p)", got, fresh)
+	}
+	if got := f.popFor(stConnecting, 0); got != nil {
+		t.Fatalf("popFor(backend 0) = %p, want nil: only a session that tried backend 0 waits", got)
+	}
+	if got := f.popFor(stConnecting, 1); got != retrying {
+		t.Fatalf("popFor(backend 1) = %p, want the retrying session (%p)", got, retrying)
+	}
+	if got := f.pop(stConnecting); got != nil {
+		t.Fatalf("pop = %p on an empty queue", got)
+	}
+}
