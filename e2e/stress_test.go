@@ -502,8 +502,18 @@ finished:
 	}
 	// Idle backend pools legitimately keep connections (and their
 	// goroutines) after the run, so the reference is the warm sample.
-	if end.gor > ref.gor+20 {
-		t.Errorf("goroutines %d at the end, %d after warm-up (%d before traffic): growth", end.gor, ref.gor, samples[0].gor)
+	// gnet's goroutine pool keeps idle workers for 10 s after a burst of
+	// dials or unparks, so the count at the last request can sit above
+	// it; a leak is what is still there once those have expired.
+	settled := end.gor
+	for deadline := time.Now().Add(15 * time.Second); settled > ref.gor+20 && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		settled = goroutines(px.Addr)
+	}
+	if settled > ref.gor+20 {
+		t.Errorf("goroutines %d at the end and %d 15 s later, %d after warm-up (%d before traffic): growth", end.gor, settled, ref.gor, samples[0].gor)
+	} else if settled != end.gor {
+		t.Logf("goroutines %d at the end, %d once gnet's idle pool workers expired (%d after warm-up)", end.gor, settled, ref.gor)
 	}
 	if end.fds > ref.fds+20 {
 		t.Errorf("open fds %d at the end (clients closed), %d after warm-up (%d before traffic): growth", end.fds, ref.fds, samples[0].fds)
