@@ -389,7 +389,14 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	e.met.ClientAccepted.Inc()
-	if e.draining.Load() || e.clients.Load() >= e.maxConns {
+	// Take the slot before checking it: loops accept concurrently, and a
+	// check-then-add let two of them pass at max_connections-1.
+	if e.draining.Load() {
+		e.met.ClientRejected.Inc()
+		return nil, gnet.Close
+	}
+	if e.clients.Add(1) > e.maxConns {
+		e.clients.Add(-1)
 		e.met.ClientRejected.Inc()
 		return nil, gnet.Close
 	}

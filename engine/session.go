@@ -134,8 +134,7 @@ func (lp *loop) newSession(c gnet.Conn) {
 	s.next = &lp.sessions
 	lp.sessions.prev.next = s
 	lp.sessions.prev = s
-	e.clients.Add(1)
-	e.met.ClientConns.Add(1)
+	e.met.ClientConns.Add(1) // e.clients was counted in OnOpen
 	s.st = stHead
 	s.setDeadline(dlHeader, e.headerTO)
 }
