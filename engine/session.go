@@ -620,7 +620,7 @@ func (s *session) done() bool {
 // Loop.
 func (s *session) retryOrFail(sent, stale bool, status int, reason, body string) {
 	e := s.lp.e
-	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && s.cl.c != nil {
+	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
 		e.met.Retries.Inc()
 		s.connect(stale)
 		return
@@ -762,6 +762,14 @@ func (s *session) expired(now int64) {
 			e.logf(levelWarn, "backend stalled mid-response", "backend", be.Addr, "client", s.ip)
 			e.met.UpstreamError(be.Index, metrics.ErrTimeout)
 			s.abort()
+			return
+		}
+		if !s.reqDone && !s.stallBody {
+			// The client stopped sending its request body, and the
+			// backend may be waiting for it: the client's fault, not
+			// the backend's (nginx: client_body_timeout, 408).
+			e.logf(levelInfo, "client stalled its request body", "client", s.ip, "backend", be.Addr)
+			s.fail(408, "Request Timeout", "408 Request Timeout: the request body did not arrive in time\n")
 			return
 		}
 		e.met.UpstreamError(be.Index, metrics.ErrTimeout)

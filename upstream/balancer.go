@@ -74,6 +74,11 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 			continue
 		}
 		if b.Up(now) {
+			if i > 0 {
+				// Skip the turns of the backends passed over, or the
+				// next one up would take them all.
+				bl.next.Add(i)
+			}
 			return b
 		}
 		if fallback == nil {

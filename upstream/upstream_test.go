@@ -96,3 +96,17 @@ func TestDialTimeoutAndRefused(t *testing.T) {
 		t.Fatal("dial to a closed port succeeded")
 	}
 }
+
+// With a backend down, the others share its turns evenly: the one after it
+// in the list must not take them all.
+func TestPickEvenWithBackendDown(t *testing.T) {
+	bl := NewBalancer(&Config{Backends: []string{"a:1", "b:1", "c:1"}, FailThreshold: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bl.Failure(bl.Backends[0], 1)
+	n := map[string]int{}
+	for i := 0; i < 300; i++ {
+		n[bl.Pick(0, 2).Addr]++
+	}
+	if n["b:1"] != 150 || n["c:1"] != 150 {
+		t.Fatalf("300 picks with a down: %v, want b:1 and c:1 150 each", n)
+	}
+}

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A client that stops sending its request body gets 408, and the backend,
+// which was waiting for that body, is not counted as failing: before,
+// fail_threshold such clients took a healthy backend out for the cooldown.
+func TestStalledRequestBodyIsTheClientsFault(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Upstreams.ResponseTimeout = dur(300 * time.Millisecond)
+		o.Upstreams.FailThreshold = 2
+	})
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc") // then silence
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if resp.StatusCode != 408 {
+			t.Fatalf("client %d stalled its body: status %d, want 408", i, resp.StatusCode)
+		}
+	}
+	if !p.e.bal.Backends[0].Up(nanotime()) || p.e.met.BackendUp[0].Load() != 1 {
+		t.Fatal("the backend was marked down because clients stalled their request bodies")
+	}
+}
+
+// A request that never left pace (its dial was refused) fails over to the
+// other backend even while the client connection is parked for
+// backpressure (a body over buffer_limit).
+func TestFailoverWhileClientParked(t *testing.T) {
+	b := newNamedBackend(t, "alive", func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		buf := make([]byte, 1<<16)
+		for {
+			k, err := r.Body.Read(buf)
+			n += k
+			if err != nil {
+				break
+			}
+		}
+		fmt.Fprintf(w, "got %d", n)
+	})
+	dead := freeAddr(t)
+	p := startProxy(t, []string{dead, b.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	body := strings.Repeat("x", 32<<10)
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response (retries %d): %v", p.e.met.Retries.Get(), err)
+	}
+	got := make([]byte, 64)
+	n, _ := resp.Body.Read(got)
+	if resp.StatusCode != 200 || string(got[:n]) != fmt.Sprintf("got %d", len(body)) {
+		t.Fatalf("status %d, body %q; want 200 and the whole body forwarded", resp.StatusCode, got[:n])
+	}
+}
