@@ -27,6 +27,9 @@ type Duration time.Duration
 func (d *Duration) UnmarshalText(b []byte) error {
 	s := string(bytes.TrimSpace(b))
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > int64(1<<63-1)/int64(time.Second) {
+			return fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)
+		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
 	}
@@ -36,6 +39,16 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// UnmarshalTOML receives the raw TOML value, so that a bare integer
+// (which go-toml would otherwise store as nanoseconds) means seconds.
+func (d *Duration) UnmarshalTOML(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if n := len(s); n >= 2 && (s[0] == '"' && s[n-1] == '"' || s[0] == '\'' && s[n-1] == '\'') {
+		s = s[1 : n-1]
+	}
+	return d.UnmarshalText([]byte(s))
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -100,6 +113,7 @@ func Load(path string, v any) error {
 func Decode(b []byte, v any) error {
 	d := toml.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
+	d.EnableUnmarshalerInterface()
 	if err := d.Decode(v); err != nil {
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) {

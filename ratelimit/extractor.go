@@ -132,12 +132,13 @@ func (e *Extractor) clientIP(peer netip.Addr, values func(string, int) []byte) n
 	if !peer.IsValid() || len(e.trusted) == 0 || !e.Trusted(peer) {
 		return peer
 	}
-	lines := 0
-	for lines < maxFieldLines && values(HeaderXForwardedFor, lines) != nil {
+	lines := 0 // every line: the rightmost ones are the trusted hops' (bounded by the engine's max_header_fields)
+	for values(HeaderXForwardedFor, lines) != nil {
 		lines++
 	}
-	cur, seen := peer, false
-	for line := lines - 1; line >= 0; line-- {
+	lo := max(lines-maxFieldLines, 0) // examine at most maxFieldLines, the rightmost
+	cur, seen := peer, lo > 0
+	for line := lines - 1; line >= lo; line-- {
 		v := values(HeaderXForwardedFor, line)
 		for end := len(v); end > 0; {
 			start := end - 1

@@ -439,6 +439,7 @@ func (l *Limiter) decideExact(st []uint32, now int64) Decision {
 	for i, t := range st {
 		age := nowT - t
 		if t == 0 || age >= w {
+			st[i] = 0 // drop it, so it cannot come back to life when ages wrap (2^32 ms)
 			if slot < 0 {
 				slot = i
 			}

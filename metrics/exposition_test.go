@@ -1,0 +1,35 @@
+package metrics
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestExpositionParses(t *testing.T) {
+	m := New([]string{"127.0.0.1:9001", "[::1]:9002"}, func() float64 { return 3 }, func() float64 { return 1 })
+	m.Observe(0, 200, 0.003)
+	m.Observe(0, 404, 0.2)
+	m.Observe(2, 200, 20)
+	m.Observe(MethodOther, 499, 0.0001)
+	m.RateLimited.Inc()
+	var b bytes.Buffer
+	m.WritePrometheus(&b)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	h := fams["http_requests_duration_seconds"]
+	if h == nil || h.GetType().String() != "HISTOGRAM" || len(h.Metric) != 4 {
+		t.Fatalf("hist %v", h)
+	}
+	for _, mm := range h.Metric {
+		if len(mm.Label) != 2 || len(mm.Histogram.Bucket) < len(Buckets) {
+			t.Fatalf("metric %v", mm)
+		}
+	}
+	t.Log(b.String()[:1500])
+}
