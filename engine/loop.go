@@ -87,8 +87,10 @@ func (f *fifo) pop(st uint8) *session {
 }
 
 // popFor is pop for a connection to backend index be: it skips (and
-// leaves waiting) sessions that already tried be, which are retrying
-// because be failed them. A match past the front leaves a hole.
+// leaves waiting) sessions that be already failed, which are retrying
+// elsewhere. A dialing session's current attempt is in its tried set too
+// (as s.be); that one does not count as failed. A match past the front
+// leaves a hole.
 func (f *fifo) popFor(st uint8, be int) *session {
 	bit := uint64(1) << uint(be)
 	for i := f.head; i < len(f.q); i++ {
@@ -100,7 +102,11 @@ func (f *fifo) popFor(st uint8, be int) *session {
 			}
 			continue
 		}
-		if w.s.tried&bit != 0 {
+		failed := w.s.tried
+		if st == stConnecting && w.s.be != nil {
+			failed &^= 1 << uint(w.s.be.Index)
+		}
+		if failed&bit != 0 {
 			continue
 		}
 		f.q[i] = waiter{}

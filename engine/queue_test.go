@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pace-proxy/pace/config"
+	"github.com/pace-proxy/pace/upstream"
 )
 
 // onLoop runs f on lp and waits for it.
@@ -281,23 +282,34 @@ func TestQueuedStaleRetrySameBackend(t *testing.T) {
 // A connection to a backend is not handed to a session that is retrying
 // because that backend failed it (with a backend just killed, its last
 // finished connection would fail the retry too); later waiters get it,
-// and the skipped one still gets a connection to another backend.
+// and the skipped one still gets a connection to another backend. A
+// session dialing a backend for its first attempt does get one.
 func TestFifoSkipsWaitersThatTriedTheBackend(t *testing.T) {
+	b0, b1 := &upstream.Backend{Index: 0}, &upstream.Backend{Index: 1}
 	var f fifo
-	retrying := &session{st: stConnecting, tried: 1 << 0} // backend 0 failed it
-	fresh := &session{st: stConnecting}
+	retrying := &session{st: stConnecting, tried: 1<<0 | 1<<1, be: b1} // b0 failed it; dialing b1
+	first := &session{st: stConnecting, tried: 1 << 0, be: b0}         // dialing b0, nothing failed
 	f.push(retrying)
-	f.push(fresh)
-	if got := f.popFor(stConnecting, 0); got != fresh {
-		t.Fatalf("popFor(backend 0) = %p, want the session that has not tried it (%p)", got, fresh)
+	f.push(first)
+	if got := f.popFor(stConnecting, 0); got != first {
+		t.Fatalf("popFor(backend 0) = %p, want the session on its first attempt (%p)", got, first)
 	}
 	if got := f.popFor(stConnecting, 0); got != nil {
-		t.Fatalf("popFor(backend 0) = %p, want nil: only a session that tried backend 0 waits", got)
+		t.Fatalf("popFor(backend 0) = %p, want nil: only a session that backend 0 failed waits", got)
 	}
 	if got := f.popFor(stConnecting, 1); got != retrying {
 		t.Fatalf("popFor(backend 1) = %p, want the retrying session (%p)", got, retrying)
 	}
 	if got := f.pop(stConnecting); got != nil {
 		t.Fatalf("pop = %p on an empty queue", got)
+	}
+	// Queued sessions have no attempt in flight: every tried backend failed.
+	queued := &session{st: stQueued, tried: 1 << 0, be: b0}
+	f.push(queued)
+	if got := f.popFor(stQueued, 0); got != nil {
+		t.Fatalf("popFor(stQueued, backend 0) = %p, want nil: backend 0 failed it", got)
+	}
+	if got := f.popFor(stQueued, 1); got != queued {
+		t.Fatalf("popFor(stQueued, backend 1) = %p, want the queued session", got)
 	}
 }
