@@ -12,20 +12,28 @@ import (
 	"time"
 )
 
-// A request head split between the bytes saved when the client was parked
-// (link.pend) and bytes read after unparking is parsed whole: input()
-// joins them.
-func TestHeadSplitAcrossPark(t *testing.T) {
+// startParkingProxy runs one worker with a 4 KiB buffer_limit, so that a
+// client parks quickly, in front of a backend that answers "path=<path>"
+// and takes 300 ms for /slow.
+func startParkingProxy(t *testing.T) *testProxy {
+	t.Helper()
 	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(300 * time.Millisecond)
 		}
 		fmt.Fprintf(w, "path=%s", r.URL.Path)
 	})
-	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+	return startProxy(t, []string{b.addr()}, func(o *Options) {
 		o.Server.BufferLimit = 4096
 		o.Server.Workers = 1
 	})
+}
+
+// A request head split between the bytes saved when the client was parked
+// (link.pend) and bytes read after unparking is parsed whole: input()
+// joins them.
+func TestHeadSplitAcrossPark(t *testing.T) {
+	p := startParkingProxy(t)
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -320,16 +328,7 @@ func TestBackendEOFWhileClientParked(t *testing.T) {
 // While a partial head sits in the saved bytes, what the client adds behind
 // it stays bounded by the head limit.
 func TestHeadSplitAcrossParkIsBounded(t *testing.T) {
-	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			time.Sleep(300 * time.Millisecond)
-		}
-		fmt.Fprintf(w, "path=%s", r.URL.Path)
-	})
-	p := startProxy(t, []string{b.addr()}, func(o *Options) {
-		o.Server.BufferLimit = 4096
-		o.Server.Workers = 1
-	})
+	p := startParkingProxy(t)
 	c, lp := dialLoop(t, p)
 	defer c.Close()
 	fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
