@@ -34,12 +34,7 @@ func (l *link) input() []byte {
 		// A message may go on past the saved bytes (a head or chunk
 		// line cut at the park): join what gnet read since.
 		if l.c != nil && l.c.InboundBuffered() > 0 {
-			if l.poff > 0 {
-				l.pend = append(l.pend[:0], l.pend[l.poff:]...)
-				l.poff = 0
-			}
-			b, _ := l.c.Peek(-1)
-			l.pend = append(l.pend, b...)
+			l.save(l.c)
 			_, _ = l.c.Discard(-1)
 		}
 		return l.pend[l.poff:]
@@ -65,6 +60,17 @@ func (l *link) consume(n int) {
 	}
 }
 
+// save appends what c has buffered to pend, after moving pend's unread
+// bytes to its front. The caller discards them from c if c lives on.
+func (l *link) save(c gnet.Conn) {
+	b, _ := c.Peek(-1)
+	if l.poff > 0 {
+		l.pend = append(l.pend[:0], l.pend[l.poff:]...)
+		l.poff = 0
+	}
+	l.pend = append(l.pend, b...)
+}
+
 // buffered is the number of unread bytes held for this link.
 func (l *link) buffered() int {
 	n := len(l.pend) - l.poff
@@ -84,12 +90,7 @@ func (l *link) park() (gnet.Action, bool) {
 	}
 	unix.CloseOnExec(fd)
 	if l.c.InboundBuffered() > 0 {
-		b, _ := l.c.Peek(-1)
-		if l.poff > 0 {
-			l.pend = append(l.pend[:0], l.pend[l.poff:]...)
-			l.poff = 0
-		}
-		l.pend = append(l.pend, b...)
+		l.save(l.c)
 		_, _ = l.c.Discard(-1)
 	}
 	l.fd = fd

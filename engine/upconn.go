@@ -142,13 +142,8 @@ func (up *upconn) closed(c gnet.Conn) {
 	}
 	// Keep what was read but not yet used: the last bytes of a response
 	// that ends at close, or that waits for a parked client.
-	if n := c.InboundBuffered(); n > 0 {
-		b, _ := c.Peek(-1)
-		if up.poff > 0 {
-			up.pend = append(up.pend[:0], up.pend[up.poff:]...)
-			up.poff = 0
-		}
-		up.pend = append(up.pend, b...)
+	if c.InboundBuffered() > 0 {
+		up.save(c)
 	}
 	up.c = nil
 	up.eof = true
