@@ -512,29 +512,44 @@ func TestMalformedRequestsCloseOnlyThatConnection(t *testing.T) {
 
 func TestStaleKeepAliveRetried(t *testing.T) {
 	// The backend answers one request per connection but says keep-alive,
-	// then closes: the next request on the pooled connection must be
-	// retried transparently.
-	var mu sync.Mutex
-	conns := 0
-	addr := rawBackend(t, func(c net.Conn) {
-		mu.Lock()
-		conns++
-		mu.Unlock()
-		br := bufio.NewReader(c)
-		if _, err := readHead(br); err != nil {
-			return
-		}
-		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-		time.Sleep(20 * time.Millisecond)
-	})
-	p := startProxy(t, []string{addr}, func(o *Options) { o.Server.Workers = 1 })
-	c := client()
-	for i := 0; i < 5; i++ {
-		resp, body := get(t, c, p.url("/"))
-		if resp.StatusCode != 200 || body != "ok" {
-			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	// then closes when the next request arrives: that request must be
+	// retried transparently on a fresh connection. The keep-alive race is not a failed backend,
+	// so the fresh connection is made even with failover off (nginx gives
+	// a failed cached connection an extra try the same way).
+	for _, retries := range []int{1, 0} {
+		t.Run(fmt.Sprintf("max_retries=%d", retries), func(t *testing.T) {
+			var mu sync.Mutex
+			conns := 0
+			addr := rawBackend(t, func(c net.Conn) {
+				mu.Lock()
+				conns++
+				mu.Unlock()
+				br := bufio.NewReader(c)
+				if _, err := readHead(br); err != nil {
+					return
+				}
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+				// The next request on this connection loses the race
+				// with the backend's idle close: read it, then close.
+				readHead(br)
+			})
+			p := startProxy(t, []string{addr}, func(o *Options) {
+				o.Server.Workers = 1
+				o.Upstreams.MaxRetries = &retries
+			})
+			c := client()
+			for i := 0; i < 5; i++ {
+				resp, body := get(t, c, p.url("/"))
+				if resp.StatusCode != 200 || body != "ok" {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if conns < 5 {
+				t.Fatalf("backend saw %d connections, want >= 5 (one per answered request)", conns)
+			}
+		})
 	}
 }
 

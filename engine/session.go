@@ -72,26 +72,27 @@ type session struct {
 	deadline   int64
 
 	// current request
-	req      codec.Request
-	method   int
-	minor    int
-	start    int64
-	target   []byte // copy, for the access log only
-	decision ratelimit.Decision
-	head     []byte
-	xff      []byte
-	reqBody  codec.Body
-	replay   []byte
-	tried    uint64
-	attempts int
-	be       *upstream.Backend
-	up       *upconn
-	reqMode  codec.BodyMode
-	isHead   bool
-	limited  bool // decision is set
-	reqDone  bool
-	replayOK bool
-	stale    bool // while queued: the attempt before was a stale pooled connection
+	req          codec.Request
+	method       int
+	minor        int
+	start        int64
+	target       []byte // copy, for the access log only
+	decision     ratelimit.Decision
+	head         []byte
+	xff          []byte
+	reqBody      codec.Body
+	replay       []byte
+	tried        uint64
+	attempts     int
+	be           *upstream.Backend
+	up           *upconn
+	reqMode      codec.BodyMode
+	isHead       bool
+	limited      bool // decision is set
+	reqDone      bool
+	replayOK     bool
+	stale        bool // while queued: the attempt before was a stale pooled connection
+	staleRetried bool // the one free retry after a stale pooled connection is used
 
 	// current response
 	resp        codec.Response
@@ -295,7 +296,7 @@ func (s *session) readRequest() bool {
 	s.cl.consume(n) // r's slices are invalid from here on
 	s.replay = s.replay[:0]
 	s.replayOK = true
-	s.tried, s.attempts = 0, 0
+	s.tried, s.attempts, s.staleRetried = 0, 0, false
 	s.connect(false)
 	return true
 }
@@ -620,6 +621,14 @@ func (s *session) done() bool {
 // Loop.
 func (s *session) retryOrFail(sent, stale bool, status int, reason, body string) {
 	e := s.lp.e
+	if stale && !s.staleRetried {
+		// A pooled connection the backend closed before answering is
+		// the keep-alive race, not a failed backend: like nginx, pace
+		// does not count that attempt, so max_retries = 0 still gets
+		// one fresh connection. Once per request, so it cannot loop.
+		s.staleRetried = true
+		s.attempts--
+	}
 	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
 		e.met.Retries.Inc()
 		s.connect(stale)
