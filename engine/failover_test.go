@@ -79,3 +79,46 @@ func TestFailoverWhileClientParked(t *testing.T) {
 		t.Fatalf("status %d, body %q; want 200 and the whole body forwarded", resp.StatusCode, got[:n])
 	}
 }
+
+// A response pace decides on while the client is parked (here a 504: the
+// backend takes the head, then neither reads the body nor answers) still
+// reaches the client, as nginx's would, instead of a bare close.
+func TestParkedClientGetsErrorResponse(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	addr := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		<-hold
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	size := 16 << 20 // more than the socket buffers on both sides hold
+	go func() {
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := make([]byte, 64<<10)
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response (parked %d times): %v", p.e.met.Parked.Get(), err)
+	}
+	if resp.StatusCode != 504 {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if p.e.met.Parked.Get() == 0 {
+		t.Fatal("the client was never parked: the test did not test anything")
+	}
+}

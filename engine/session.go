@@ -93,6 +93,7 @@ type session struct {
 	replayOK     bool
 	stale        bool // while queued: the attempt before was a stale pooled connection
 	staleRetried bool // the one free retry after a stale pooled connection is used
+	owed         bool // head holds a response pace made while the client was parked
 
 	// current response
 	resp        codec.Response
@@ -535,7 +536,7 @@ func (s *session) badRequest(err error) {
 func (s *session) local(status int, reason, body string) {
 	e := s.lp.e
 	s.status = status
-	if s.cl.c == nil {
+	if s.cl.c == nil && !s.cl.parked {
 		return
 	}
 	h := s.lp.head[:0]
@@ -556,7 +557,16 @@ func (s *session) local(status int, reason, body string) {
 	}
 	s.lp.head = h[:0]
 	s.bytesOut = int64(len(body))
-	s.writeClient(h)
+	if s.cl.c == nil {
+		// The client is parked (its request body was being held back):
+		// keep the response in the session's own head buffer, whose
+		// request is over, and get the client back to send it.
+		s.head = append(s.head[:0], h...)
+		s.owed = true
+		s.cl.unpark(s.lp, s, s.unparkFailed)
+	} else {
+		s.writeClient(h)
+	}
 	e.met.Observe(s.method, status, float64(nanotime()-s.start)/1e9)
 	if e.access != nil {
 		e.access.request(s)
@@ -652,12 +662,14 @@ func (s *session) closeGracefully() {
 	if s.dead || s.st == stFlush || s.st == stLinger {
 		return
 	}
-	if s.cl.c == nil {
-		s.closeNow()
-		return
-	}
 	s.st = stFlush
 	s.setDeadline(dlFlush, s.lp.e.idleTO)
+	if s.cl.c == nil {
+		if !s.owed {
+			s.closeNow()
+		}
+		return // reopened sends what is owed, then flushes
+	}
 	if s.cl.c.OutboundBuffered() == 0 {
 		s.linger()
 		return
@@ -868,16 +880,27 @@ func (s *session) reopened(c gnet.Conn) {
 		_ = c.Close()
 		return
 	}
+	if s.owed {
+		s.owed = false
+		if !s.writeClient(s.head) {
+			return
+		}
+		s.head = s.head[:0]
+	}
 	if s.up != nil && (s.up.buffered() > 0 || s.up.eof) {
 		s.pumpResponse(false)
 	}
-	if s.dead {
-		return
+	switch {
+	case s.dead || s.st == stLinger:
+	case s.st == stFlush:
+		if s.cl.c.OutboundBuffered() == 0 {
+			s.linger()
+		} else {
+			s.lp.addWatch(s)
+		}
+	default:
+		s.process()
 	}
-	if s.st == stFlush || s.st == stLinger {
-		return
-	}
-	s.process()
 }
 
 // isPath reports whether target is path, optionally followed by a query.
