@@ -24,4 +24,9 @@
 // the kernel's socket buffers (and TCP flow control) hold the rest until
 // the slow side drains below a quarter of the limit; then the duplicate
 // is enrolled into the same loop again. See park.go.
+//
+// Dials block, so they run on a pool of goroutines with one queue per
+// backend: a backend that drops SYNs holds its own workers for
+// connect_timeout each and never delays dials to the others, and a dial
+// whose backend was marked down while it waited is not made (upconn.go).
 package engine

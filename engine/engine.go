@@ -19,6 +19,16 @@ import (
 	"github.com/pace-proxy/pace/upstream"
 )
 
+// Errors the engine logs; none reaches a caller.
+var (
+	// errUnaskedUpgrade is a backend switching protocols unasked.
+	errUnaskedUpgrade = errors.New("101 Switching Protocols to a request that asked for no upgrade")
+	// errWentDown is a dial not made: its backend was up when the
+	// request picked it and was marked down while the dial waited for
+	// a worker.
+	errWentDown = errors.New("backend went down while the dial waited")
+)
+
 // Options are what New needs besides the [server] section.
 type Options struct {
 	Server    Config
@@ -63,8 +73,8 @@ type Engine struct {
 	booted   chan struct{}
 	bootOnce sync.Once
 
-	wake     chan struct{} // nudges the ticker when a loop starts watching
-	dialq    chan *upconn  // dials for the dial pool
+	wake     chan struct{}  // nudges the ticker when a loop starts watching
+	dialq    []chan *upconn // per backend: dials for its dial pool
 	draining atomic.Bool
 	clients  atomic.Int64
 	uplinks  atomic.Int64
@@ -103,7 +113,6 @@ func New(o Options) (*Engine, error) {
 		shutdownT: o.Server.shutdownTimeout(),
 		booted:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
-		dialq:     make(chan *upconn, 1<<16),
 	}
 	if e.maxIdle == 0 {
 		e.maxIdle = 1024

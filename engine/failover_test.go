@@ -122,3 +122,64 @@ func TestParkedClientGetsErrorResponse(t *testing.T) {
 		t.Fatal("the client was never parked: the test did not test anything")
 	}
 }
+
+// A backend that drops SYNs (a host that is down) holds each dial for
+// connect_timeout. Dials to the other backend must not wait behind those,
+// and dials that queued for it before it was marked down are not made at
+// all: their requests go to the other backend at once.
+func TestBlackholedBackendDelaysNoOtherDials(t *testing.T) {
+	testDialers = 1 // one worker per backend: a stuck dial blocks its queue
+	defer func() { testDialers = 0 }()
+	hole := blackhole(t)
+	good := newNamedBackend(t, "good", nil)
+	p := startProxy(t, []string{hole, good.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(2 * time.Second)
+		o.Upstreams.FailThreshold = 1
+	})
+	type result struct {
+		name   string
+		status int
+		err    error
+	}
+	done := make(chan result, 3)
+	send := func(name string) {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			done <- result{name, 0, err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			done <- result{name, 0, err}
+			return
+		}
+		done <- result{name, resp.StatusCode, nil}
+	}
+	// Round robin: a -> the blackhole (its dial holds the worker),
+	// b -> good, c -> the blackhole again (its dial queues behind a's).
+	for _, name := range []string{"a", "b", "c"} {
+		go send(name)
+		time.Sleep(100 * time.Millisecond) // keep the round-robin order
+	}
+	for range 3 {
+		r := <-done
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("client %s: status %d, err %v; want 200 (failover to the good backend)", r.name, r.status, r.err)
+		}
+		// a's dial to the blackhole takes connect_timeout (2s) and then
+		// marks it down; b's answer must not have waited for that.
+		if r.name == "b" && !p.e.bal.Backends[0].Up(nanotime()) {
+			t.Fatal("b's dial to the good backend waited behind the dial to the blackhole")
+		}
+	}
+	c := client()
+	_, body := get(t, c, p.url("/metrics"))
+	want := fmt.Sprintf("pace_upstream_errors_total{backend=%q,kind=\"connect\"} 1\n", hole)
+	if !strings.Contains(body, want) {
+		t.Fatalf("want exactly one dial to the blackhole (c's skipped once it was down); metrics lack %q", want)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pace-proxy/pace/config"
 	"github.com/pace-proxy/pace/upstream"
 )
@@ -187,4 +189,37 @@ func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
 		t.Fatalf("GET %s body: %v", url, err)
 	}
 	return resp, string(b)
+}
+
+// blackhole returns a loopback address whose SYNs are dropped, like a
+// backend host that is down: a listener with a full accept queue that
+// never accepts. Dials to it wait until their timeout.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	c, err := net.DialTimeout("tcp", addr, time.Second) // fills the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("this kernel completes connections beyond the accept queue; no blackhole")
+	}
+	return addr
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 )
-
-var errUnaskedUpgrade = errors.New("101 Switching Protocols to a request that asked for no upgrade")
 
 const (
 	levelDebug = slog.LevelDebug

@@ -371,7 +371,7 @@ func (s *session) connect(stale bool) {
 	s.setDeadline(dlNone, 0)
 	e.uplinks.Add(1)
 	e.met.UpstreamDials.Inc()
-	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen}
+	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
 	up.fd = -1
 	e.queueDial(up)
 }

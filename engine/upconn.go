@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -24,45 +25,85 @@ type upconn struct {
 	reused bool // completed at least one exchange
 	dead   bool // never to be used again
 	eof    bool // the backend closed; pend may still hold its last bytes
+	// pickedUp says be was up when the request picked it (not the
+	// fallback when every backend is down); dial skips it if it went
+	// down meanwhile.
+	pickedUp bool
 }
 
-// dialers is the number of goroutines that dial backends. A bounded pool
-// keeps a burst of new clients (10,000 at once) from starting as many
-// goroutines, whose stacks would stay in pace's memory long after.
-const dialers = 256
+// dialers is the number of goroutines that dial backends, shared out
+// between the backends (at least minDialers each). A bounded pool keeps a
+// burst of new clients (10,000 at once) from starting as many goroutines,
+// whose stacks would stay in pace's memory long after. Each backend has
+// its own queue and workers, so dials to a backend that drops SYNs (each
+// one taking connect_timeout) never hold up dials to the others.
+const (
+	dialers    = 256
+	minDialers = 16
+	dialQueue  = 1 << 16 // queued dials, all backends together
+)
 
-// startDialers starts the dial pool. Any.
+// testDialers, when set by a test before New, is the number of dial
+// workers per backend.
+var testDialers int
+
+// startDialers starts the dial pools. Any.
 func (e *Engine) startDialers() {
-	for i := 0; i < dialers; i++ {
-		go func() {
-			for up := range e.dialq {
-				e.dial(up)
-			}
-		}()
+	nb := len(e.bal.Backends)
+	workers := max(dialers/nb, minDialers)
+	if testDialers > 0 {
+		workers = testDialers
+	}
+	e.dialq = make([]chan *upconn, nb)
+	for i := range e.dialq {
+		q := make(chan *upconn, max(dialQueue/nb, 4096))
+		e.dialq[i] = q
+		for j := 0; j < workers; j++ {
+			go func() {
+				for up := range q {
+					e.dial(up)
+				}
+			}()
+		}
 	}
 }
 
-// queueDial hands up to the dial pool without blocking the loop; if the
-// queue is full it dials on a goroutine of its own. Loop.
+// queueDial hands up to its backend's dial pool without blocking the
+// loop; if the queue is full it dials on a goroutine of its own. Loop.
 func (e *Engine) queueDial(up *upconn) {
 	select {
-	case e.dialq <- up:
+	case e.dialq[up.be.Index] <- up:
 	default:
 		go e.dial(up)
 	}
 }
 
 // dial connects to up.be off the loop and enrolls the connection into
-// up's loop, where OnOpen calls opened. Blocks: never on a loop.
+// up's loop, where OnOpen calls opened. A backend marked down since the
+// request picked it is not dialed: the dials queued behind the ones that
+// marked it down would each wait out connect_timeout for nothing. Blocks:
+// never on a loop.
 func (e *Engine) dial(up *upconn) {
-	nc, err := e.bal.Dial(context.Background(), up.be)
-	if err == nil {
+	var nc net.Conn
+	var err error
+	if up.pickedUp && !up.be.Up(nanotime()) {
+		err = errWentDown
+	} else if nc, err = e.bal.Dial(context.Background(), up.be); err != nil {
+		// Counted here, before this worker takes the next dial, so
+		// that one already sees the backend down.
+		e.met.UpstreamError(up.be.Index, metrics.ErrConnect)
+		e.bal.Failure(up.be, nanotime())
+		e.logf(levelWarn, "backend connect failed", "backend", up.be.Addr, "err", err)
+	} else {
 		var ch <-chan gnet.RegisteredResult
 		ch, err = up.lp.el.Enroll(gnet.NewContext(context.Background(), up), nc)
 		if err != nil {
 			_ = nc.Close()
 		} else if r := <-ch; r.Err != nil {
 			err = r.Err
+		}
+		if err != nil {
+			e.logf(levelWarn, "enrolling a backend connection failed", "backend", up.be.Addr, "err", err)
 		}
 	}
 	if err != nil {
@@ -74,14 +115,18 @@ func (e *Engine) dial(up *upconn) {
 func (up *upconn) dialFailed(err error) {
 	e := up.lp.e
 	e.uplinks.Add(-1)
-	e.met.UpstreamError(up.be.Index, metrics.ErrConnect)
-	e.bal.Failure(up.be, nanotime())
-	e.logf(levelWarn, "backend connect failed", "backend", up.be.Addr, "err", err)
+	skipped := err == errWentDown
+	if skipped {
+		e.logf(levelDebug, "dial skipped", "backend", up.be.Addr, "err", err)
+	}
 	s := up.s
 	up.s = nil
 	up.dead = true
 	if s == nil || s.dead || s.gen != up.gen || s.st != stConnecting {
 		return
+	}
+	if skipped {
+		s.attempts-- // nothing was tried; the backend stays excluded
 	}
 	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
 }
