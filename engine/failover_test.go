@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pace-proxy/pace/metrics"
 )
 
 // A client that stops sending its request body gets 408, and the backend,
@@ -181,5 +183,50 @@ func TestBlackholedBackendDelaysNoOtherDials(t *testing.T) {
 	want := fmt.Sprintf("pace_upstream_errors_total{backend=%q,kind=\"connect\"} 1\n", hole)
 	if !strings.Contains(body, want) {
 		t.Fatalf("want exactly one dial to the blackhole (c's skipped once it was down); metrics lack %q", want)
+	}
+}
+
+// A request whose dial waits for a worker (behind dials that each take
+// connect_timeout, to a backend that drops SYNs but is never marked down)
+// gets 504 within twice connect_timeout instead of waiting its turn; until
+// then a dialing request had no deadline at all.
+func TestDialWaitIsBounded(t *testing.T) {
+	testDialers = 1
+	defer func() { testDialers = 0 }()
+	hole := blackhole(t)
+	zero := 0
+	p := startProxy(t, []string{hole}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(500 * time.Millisecond)
+		o.Upstreams.FailThreshold = 100
+		o.Upstreams.MaxRetries = &zero
+	})
+	const n = 4 // dials end at 0.5, 1, 1.5 and 2 s
+	done := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				done <- -1
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || resp.StatusCode != 504 {
+				done <- -1
+				return
+			}
+			// How many dials had failed when this answer came.
+			done <- int(p.e.met.UpstreamErrors(0, metrics.ErrConnect))
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if f := <-done; f < 0 {
+			t.Fatal("a request got no 504")
+		} else if f >= n {
+			t.Fatalf("a request was answered only after all %d dials failed: its wait for a dial worker had no bound", n)
+		}
 	}
 }

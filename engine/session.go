@@ -35,6 +35,7 @@ const (
 	dlFlush
 	dlLinger
 	dlQueue
+	dlConnect
 )
 
 // replayMax is how much of a request body pace keeps to replay it on
@@ -368,7 +369,9 @@ func (s *session) connect(stale bool) {
 	s.st = stConnecting
 	s.gen++
 	s.lp.dialQ.push(s)
-	s.setDeadline(dlNone, 0)
+	// A dial ends within connect_timeout once a worker takes it; the
+	// rest is the wait for a worker (or an enroll gnet never confirmed).
+	s.setDeadline(dlConnect, 2*e.queueTO)
 	e.uplinks.Add(1)
 	e.met.UpstreamDials.Inc()
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
@@ -777,6 +780,12 @@ func (s *session) expired(now int64) {
 	case dlQueue:
 		e.logf(levelWarn, "no backend connection freed up in time", "client", s.ip)
 		s.fail(503, "Service Unavailable", "503 Service Unavailable: no backend connection freed up in time\n")
+	case dlConnect:
+		// The dial this request waits for has not finished. Leave it
+		// behind: its connection, if it comes, goes to the pool.
+		e.logf(levelWarn, "no backend connection in time", "backend", s.be.Addr, "client", s.ip)
+		s.gen++
+		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
 	case dlResponse:
 		be := s.be
 		if s.headDone {

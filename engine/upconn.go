@@ -128,6 +128,10 @@ func (up *upconn) dialFailed(err error) {
 	if skipped {
 		s.attempts-- // nothing was tried; the backend stays excluded
 	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
+		return
+	}
 	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
 }
 

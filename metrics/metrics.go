@@ -163,6 +163,9 @@ func (m *Metrics) histogram(method, status int) *vm.PrometheusHistogram {
 // UpstreamError counts one failed exchange with backend i.
 func (m *Metrics) UpstreamError(i, kind int) { m.upstreamErrors[i][kind].Inc() }
 
+// UpstreamErrors returns how many kind errors backend i has had. Any.
+func (m *Metrics) UpstreamErrors(i, kind int) uint64 { return m.upstreamErrors[i][kind].Get() }
+
 // WritePrometheus writes the exposition: pace's metrics, then the Go
 // runtime and process metrics (go_goroutines, process_resident_memory_bytes...).
 func (m *Metrics) WritePrometheus(w io.Writer) {
