@@ -77,6 +77,10 @@ func run() int {
 	if lvlName == "" {
 		lvlName = os.Getenv("PACE_LOG")
 	}
+	if lvlName == "" {
+		// The original manual (and its systemd unit) set RUST_LOG.
+		lvlName = rustLogLevel(os.Getenv("RUST_LOG"))
+	}
 	level, err := parseLevel(lvlName)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pace:", err)
@@ -181,6 +185,33 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+}
+
+// rustLogLevel reads a level for pace from an env_logger RUST_LOG value
+// ("info", "warn,pace=debug"): the directive for pace if there is one,
+// else the bare default. "trace" is debug and "off" is error; anything
+// else it does not know gives "", the default level.
+func rustLogLevel(v string) string {
+	level := ""
+	for _, d := range strings.Split(v, ",") {
+		d = strings.ToLower(strings.TrimSpace(d))
+		name, lv, ok := strings.Cut(d, "=")
+		switch {
+		case !ok && level == "":
+			level = name
+		case ok && (name == "pace" || strings.HasPrefix(name, "pace::")):
+			level = lv
+		}
+	}
+	switch level {
+	case "trace":
+		return "debug"
+	case "off":
+		return "error"
+	case "debug", "info", "warn", "error":
+		return level
+	}
+	return ""
 }
 
 func workersOf(c *engine.Config) int {

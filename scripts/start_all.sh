@@ -11,8 +11,9 @@
 # ./proxy.toml, else ./config/proxy.toml) and log level $PACE_LOG (default
 # info). It waits until every port answers, prints what runs where, and
 # stays in the foreground: Ctrl-C or SIGTERM stops everything it started.
-# If any of the three exits on its own, the rest are stopped too and the
-# script exits non-zero.
+# A backend that exits (say, killed to watch failover) is reported and the
+# rest keep running; if pace exits on its own, the backends are stopped
+# too and the script exits non-zero.
 
 set -uo pipefail
 
@@ -123,13 +124,23 @@ try:
   PACE_URL=http://localhost:$PACE_PORT bash scripts/test_proxy.sh
 EOF
 
-# Wait until one of them exits on its own (or a signal arrives).
-wait -n "${PIDS[@]}"
-rc=$?
-for i in "${!PIDS[@]}"; do
-	if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
-		echo "start_all.sh: ${NAMES[i]} exited (status $rc); stopping the rest" >&2
-		break
-	fi
+# Wait until pace exits on its own (or a signal arrives); report backends
+# that exit meanwhile, since pace fails over to the one left.
+live=("${PIDS[@]}")
+while :; do
+	wait -n -p gone "${live[@]}"
+	rc=$?
+	for i in "${!PIDS[@]}"; do
+		[ "${PIDS[i]}" = "$gone" ] || continue
+		if [ "${NAMES[i]}" = pace ]; then
+			echo "start_all.sh: pace exited (status $rc); stopping the backends" >&2
+			exit 1
+		fi
+		echo "start_all.sh: ${NAMES[i]} exited (status $rc); pace fails over to the other backend (Ctrl-C stops all)" >&2
+	done
+	next=()
+	for pid in "${live[@]}"; do
+		[ "$pid" = "$gone" ] || next+=("$pid")
+	done
+	live=("${next[@]}")
 done
-exit 1
