@@ -27,6 +27,11 @@ var (
 	// request picked it and was marked down while the dial waited for
 	// a worker.
 	errWentDown = errors.New("backend went down while the dial waited")
+	// errPeerGone is a parked connection the peer reset: it cannot be
+	// enrolled again.
+	errPeerGone = errors.New("the peer reset the parked connection")
+	// errEnrollLost is an Enroll whose result never came.
+	errEnrollLost = errors.New("gnet lost the enroll (its worker panicked)")
 )
 
 // Options are what New needs besides the [server] section.

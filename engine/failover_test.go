@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -228,5 +229,69 @@ func TestDialWaitIsBounded(t *testing.T) {
 		} else if f >= n {
 			t.Fatalf("a request was answered only after all %d dials failed: its wait for a dial worker had no bound", n)
 		}
+	}
+}
+
+func rawStatus(addr string) (int, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// With a single backend, a request whose dial queued while the backend was
+// up, and which was marked down (threshold reached by some other request's
+// timeout, say) before the dial ran, is refused with 502 without any
+// attempt, while a request that picked the same backend a moment later,
+// when it was already down, is sent to it (Pick's all-down fallback) and
+// succeeds. Pick promises that a request is never refused only because
+// every backend recently failed.
+func TestSkippedDialSoleBackendRefusedWithoutTry(t *testing.T) {
+	testDialers = 1
+	defer func() { testDialers = 0 }()
+	addr, release := heldListener(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond) // A's success lands after B's dial is looked at
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(5 * time.Second)
+		o.Upstreams.FailThreshold = 1
+	})
+	type res struct {
+		name string
+		st   int
+		err  error
+	}
+	done := make(chan res, 3)
+	send := func(name string) { st, err := rawStatus(p.addr); done <- res{name, st, err} }
+	go send("A") // its dial holds the only worker (SYN dropped)
+	time.Sleep(100 * time.Millisecond)
+	go send("B") // picks the backend while up; its dial queues behind A's
+	time.Sleep(100 * time.Millisecond)
+	// The backend goes down (what expired() does on a response timeout).
+	p.e.bal.Failure(p.e.bal.Backends[0], nanotime())
+	go send("C") // picks it while down: the all-down fallback
+	time.Sleep(100 * time.Millisecond)
+	release() // the backend accepts again: A's SYN retransmit connects
+	got := map[string]int{}
+	for range 3 {
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.name, r.err)
+		}
+		got[r.name] = r.st
+	}
+	if got["A"] != 200 || got["C"] != 200 || got["B"] != 200 {
+		t.Fatalf("statuses %v; want all 200: B was refused without its dial ever being made, while C, which picked the same (down) backend later, was served", got)
 	}
 }

@@ -191,35 +191,46 @@ func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// blackhole returns a loopback address whose SYNs are dropped, like a
-// backend host that is down: a listener with a full accept queue that
-// never accepts. Dials to it wait until their timeout.
-func blackhole(t testing.TB) string {
+// heldListener is a loopback listener whose accept queue is full, so that
+// SYNs to it are dropped (dials hang) until release, after which it serves
+// h and the hanging dials complete on their next SYN retransmission.
+func heldListener(t testing.TB, h http.HandlerFunc) (addr string, release func()) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Listen(fd, 0); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := unix.Getsockname(fd)
+	sa, _ := unix.Getsockname(fd)
+	addr = fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	filler, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
-	c, err := net.DialTimeout("tcp", addr, time.Second) // fills the queue
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { filler.Close() })
 	if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 		c.Close()
-		t.Skip("this kernel completes connections beyond the accept queue; no blackhole")
+		t.Skip("this kernel completes connections beyond the accept queue")
 	}
+	f := os.NewFile(uintptr(fd), "held")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return addr, func() { go http.Serve(ln, h) }
+}
+
+// blackhole returns a loopback address whose SYNs are dropped, like a
+// backend host that is down: a listener with a full accept queue that
+// never accepts. Dials to it wait until their timeout.
+func blackhole(t testing.TB) string {
+	addr, _ := heldListener(t, nil)
 	return addr
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -172,4 +173,12 @@ func TestDrainFlushesQueuedResponse(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+}
+
+// A dial goroutine may log after Shutdown closed the access log: the line
+// is dropped, where a send on the closed channel used to panic pace.
+func TestLogAfterAccessLogClosed(t *testing.T) {
+	a := newAccessLog(slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	a.close()
+	a.send(logEntry{level: slog.LevelWarn, msg: "backend connect failed"})
 }

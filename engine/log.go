@@ -34,6 +34,7 @@ type logEntry struct {
 	msg   string
 	buf   *bytebufferpool.ByteBuffer // a pre-formatted request line
 	attrs []any
+	stop  bool // the last entry: run returns
 }
 
 func newAccessLog(log *slog.Logger, always bool) *accessLog {
@@ -46,6 +47,9 @@ func newAccessLog(log *slog.Logger, always bool) *accessLog {
 func (a *accessLog) run() {
 	defer a.wg.Done()
 	for en := range a.ch {
+		if en.stop {
+			return
+		}
 		if en.buf != nil {
 			lvl := slog.LevelDebug
 			if a.always {
@@ -100,9 +104,15 @@ func (a *accessLog) request(s *session) {
 	a.send(logEntry{buf: b})
 }
 
+// close stops the writer once it has written what is queued (for a
+// second at most). The channel stays open: a dial goroutine may still log
+// after this, and its line is then dropped instead of panicking. Any.
 func (a *accessLog) close() {
 	a.once.Do(func() {
-		close(a.ch)
+		select {
+		case a.ch <- logEntry{stop: true}:
+		case <-time.After(time.Second):
+		}
 		done := make(chan struct{})
 		go func() { a.wg.Wait(); close(done) }()
 		select {

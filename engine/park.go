@@ -113,13 +113,17 @@ func (l *link) unpark(lp *loop, owner any, fail func()) {
 		f := os.NewFile(uintptr(fd), "pace-parked")
 		nc, err := net.FileConn(f)
 		_ = f.Close()
-		if err == nil {
+		if err == nil && nc.RemoteAddr() == nil {
+			// The peer reset the socket while it was parked: gnet's
+			// Enroll would panic on the nil address in its worker pool,
+			// leaking its duplicate and never answering.
+			_ = nc.Close()
+			err = errPeerGone
+		} else if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), owner), nc)
 			if err == nil {
-				if r := <-ch; r.Err != nil {
-					err = r.Err
-				}
+				err = enrolled(ch)
 			} else {
 				_ = nc.Close()
 			}
@@ -128,6 +132,17 @@ func (l *link) unpark(lp *loop, owner any, fail func()) {
 			lp.exec(fail)
 		}
 	}()
+}
+
+// enrolled waits for the result of an Enroll. A channel closed with no
+// result means gnet's worker panicked (it recovers and closes it): that
+// is a failure too, or the connection would be waited for forever. Blocks.
+func enrolled(ch <-chan gnet.RegisteredResult) error {
+	r, ok := <-ch
+	if !ok {
+		return errEnrollLost
+	}
+	return r.Err
 }
 
 // reopened is called from OnOpen with the enrolled connection.

@@ -2,11 +2,14 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -352,5 +355,135 @@ func TestHeadSplitAcrossParkIsBounded(t *testing.T) {
 	})
 	if held > 1<<20 {
 		t.Fatalf("pace holds %d bytes of one client's unparsed head (max_header_size 64KiB)", held)
+	}
+}
+
+// A 504 decided while the client is parked for pipelined requests (the
+// request itself is complete, so the connection stays open) reaches the
+// client, and the pipelined requests behind it are then served.
+func TestParkedPipelinedClientGetsErrorThenTheRest(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	addr := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(h, "GET /hang") {
+				<-hold
+				return
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		}
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b bytes.Buffer
+	b.WriteString("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+	n := 0
+	for b.Len() < 16<<10 {
+		fmt.Fprintf(&b, "GET /ok/%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", n, strings.Repeat("p", 200))
+		n++
+	}
+	if _, err := c.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no first response (parked %d): %v", p.e.met.Parked.Get(), err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 504 {
+		t.Fatalf("first status %d, want 504", resp.StatusCode)
+	}
+	if p.e.met.Parked.Get() == 0 {
+		t.Fatal("never parked")
+	}
+	for i := 0; i < n; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined %d/%d: %v", i, n, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("pipelined %d: status %d", i, resp.StatusCode)
+		}
+	}
+}
+
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// A parked client that reset its connection before pace decided on the
+// 504, which pace unparks the client to send: net.FileConn of a reset socket has a nil
+// RemoteAddr, gnet's Enroll panics on it inside its goroutine pool (logged
+// "goroutine pool panic"), the result channel is closed without a value,
+// and link.unpark reads that as success. Neither OnOpen nor unparkFailed
+// ever runs: the session holds its max_connections slot (and blocks a
+// graceful shutdown) until idle_timeout, and the descriptor gnet dup'ed
+// before panicking is never closed.
+func TestParkedClientResetBeforeOwedResponse(t *testing.T) {
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	addr := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		<-hold
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Server.BufferLimit = 4096
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(700 * time.Millisecond)
+	})
+	before := openFDs()
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 16 << 20
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := make([]byte, 64<<10)
+		c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	<-wrote
+	if p.e.met.Parked.Get() == 0 {
+		t.Fatal("never parked")
+	}
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // RST while parked; the 504 comes ~700ms later
+	deadline := time.Now().Add(3 * time.Second)
+	for p.e.clients.Load() != 0 || p.e.uplinks.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("clients=%d uplinks=%d 3s after the client reset (the 504 was due after 0.7s)", p.e.clients.Load(), p.e.uplinks.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	release() // the backend closes its side of the held connection
+	time.Sleep(200 * time.Millisecond)
+	if n := openFDs(); n > before {
+		t.Fatalf("%d descriptors open, %d before the client came", n, before)
 	}
 }

@@ -804,7 +804,9 @@ func TestQueueWhenOutOfDescriptors(t *testing.T) {
 	statuses := make(chan int, 4)
 	for _, c := range conns {
 		go func(c net.Conn) {
-			fmt.Fprintf(c, "GET /?d=300ms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			// Keep-alive: a client closing while a waiter is left would
+			// free a descriptor and the sweep would rightly dial for it.
+			fmt.Fprintf(c, "GET /?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Error(err)
@@ -819,6 +821,9 @@ func TestQueueWhenOutOfDescriptors(t *testing.T) {
 		if st := <-statuses; st != 200 {
 			t.Errorf("request %d: status %d, want 200", i, st)
 		}
+	}
+	for _, c := range conns {
+		c.Close()
 	}
 	for deadline := time.Now().Add(5 * time.Second); p.e.clients.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)

@@ -373,7 +373,6 @@ func (s *session) connect(stale bool) {
 	// rest is the wait for a worker (or an enroll gnet never confirmed).
 	s.setDeadline(dlConnect, 2*e.queueTO)
 	e.uplinks.Add(1)
-	e.met.UpstreamDials.Inc()
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
 	up.fd = -1
 	e.queueDial(up)

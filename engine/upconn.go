@@ -84,31 +84,36 @@ func (e *Engine) queueDial(up *upconn) {
 // marked it down would each wait out connect_timeout for nothing. Blocks:
 // never on a loop.
 func (e *Engine) dial(up *upconn) {
-	var nc net.Conn
-	var err error
+	if err := e.connectUp(up); err != nil {
+		up.lp.exec(func() { up.dialFailed(err) })
+	}
+}
+
+// connectUp makes up's connection and enrolls it; see dial. Blocks.
+func (e *Engine) connectUp(up *upconn) error {
 	if up.pickedUp && !up.be.Up(nanotime()) {
-		err = errWentDown
-	} else if nc, err = e.bal.Dial(context.Background(), up.be); err != nil {
+		return errWentDown
+	}
+	e.met.UpstreamDials.Inc()
+	nc, err := e.bal.Dial(context.Background(), up.be)
+	if err != nil {
 		// Counted here, before this worker takes the next dial, so
 		// that one already sees the backend down.
 		e.met.UpstreamError(up.be.Index, metrics.ErrConnect)
 		e.bal.Failure(up.be, nanotime())
 		e.logf(levelWarn, "backend connect failed", "backend", up.be.Addr, "err", err)
+		return err
+	}
+	ch, err := up.lp.el.Enroll(gnet.NewContext(context.Background(), up), nc)
+	if err != nil {
+		_ = nc.Close()
 	} else {
-		var ch <-chan gnet.RegisteredResult
-		ch, err = up.lp.el.Enroll(gnet.NewContext(context.Background(), up), nc)
-		if err != nil {
-			_ = nc.Close()
-		} else if r := <-ch; r.Err != nil {
-			err = r.Err
-		}
-		if err != nil {
-			e.logf(levelWarn, "enrolling a backend connection failed", "backend", up.be.Addr, "err", err)
-		}
+		err = enrolled(ch)
 	}
 	if err != nil {
-		up.lp.exec(func() { up.dialFailed(err) })
+		e.logf(levelWarn, "enrolling a backend connection failed", "backend", up.be.Addr, "err", err)
 	}
+	return err
 }
 
 // dialFailed runs on the loop when a dial or enroll failed.
@@ -126,7 +131,11 @@ func (up *upconn) dialFailed(err error) {
 		return
 	}
 	if skipped {
-		s.attempts-- // nothing was tried; the backend stays excluded
+		// Nothing was tried: the backend is neither an attempt nor
+		// excluded. Pick prefers the others, and falls back on it only
+		// when all are down, as for any request.
+		s.attempts--
+		s.tried &^= 1 << uint(up.be.Index)
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
