@@ -295,3 +295,48 @@ func TestSkippedDialSoleBackendRefusedWithoutTry(t *testing.T) {
 		t.Fatalf("statuses %v; want all 200: B was refused without its dial ever being made, while C, which picked the same (down) backend later, was served", got)
 	}
 }
+
+// With the default max_retries (1) and a single backend that drops SYNs,
+// the dial times out and the retry finds no backend left to try: the
+// answer is still the dial timeout's 504, not "no backend" (502).
+func TestSoleBackendDialTimeoutIs504(t *testing.T) {
+	hole := blackhole(t)
+	p := startProxy(t, []string{hole}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(300 * time.Millisecond)
+		o.Upstreams.FailThreshold = 100
+	})
+	st, err := rawStatus(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != http.StatusGatewayTimeout {
+		t.Fatalf("dial to the only backend timed out: status %d, want 504", st)
+	}
+}
+
+// The same for the dlConnect deadline: the request's dial waits behind
+// others for the single worker, the deadline fires, and the retry finds
+// nothing to try: 504.
+func TestSoleBackendConnectDeadlineIs504(t *testing.T) {
+	testDialers = 1
+	defer func() { testDialers = 0 }()
+	hole := blackhole(t)
+	p := startProxy(t, []string{hole}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(400 * time.Millisecond)
+		o.Upstreams.FailThreshold = 100
+	})
+	// Three dials queue for one worker: the third waits 0.8 s before its
+	// own dial even starts, so its deadline (0.8 s) fires first.
+	res := make(chan int, 3)
+	for i := 0; i < 3; i++ {
+		go func() { st, _ := rawStatus(p.addr); res <- st }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 3; i++ {
+		if st := <-res; st != http.StatusGatewayTimeout {
+			t.Errorf("status %d, want 504", st)
+		}
+	}
+}

@@ -182,3 +182,35 @@ func TestLogAfterAccessLogClosed(t *testing.T) {
 	a.close()
 	a.send(logEntry{level: slog.LevelWarn, msg: "backend connect failed"})
 }
+
+// blockHandler is a slog handler that blocks every record until gate is
+// closed: a log writer that is slow (a full pipe, a stuck terminal).
+type blockHandler struct{ gate chan struct{} }
+
+func (h blockHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h blockHandler) Handle(context.Context, slog.Record) error { <-h.gate; return nil }
+func (h blockHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h blockHandler) WithGroup(string) slog.Handler             { return h }
+
+// The writer ends after close even when its queue was full then (it was
+// behind): close cannot queue anything, and the channel stays open.
+func TestAccessLogWriterExitsAfterCloseWithFullQueue(t *testing.T) {
+	gate := make(chan struct{})
+	a := newAccessLog(slog.New(blockHandler{gate}), true)
+	a.send(logEntry{level: slog.LevelInfo, msg: "x"}) // run blocks in the handler
+	for len(a.ch) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < cap(a.ch); i++ { // the queue is full
+		a.send(logEntry{level: slog.LevelInfo, msg: "x"})
+	}
+	a.close() // unfixed: the stop entry cannot be queued (1 s), wg wait times out (1 s)
+	close(gate)
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("the access log writer never exits after close (queue %d)", len(a.ch))
+	}
+}

@@ -23,6 +23,7 @@ type accessLog struct {
 	log     *slog.Logger
 	always  bool // access_log = true: request lines at info
 	ch      chan logEntry
+	quit    chan struct{} // closed by close: run writes what is queued, then returns
 	wg      sync.WaitGroup
 	once    sync.Once
 	mu      sync.Mutex
@@ -34,11 +35,10 @@ type logEntry struct {
 	msg   string
 	buf   *bytebufferpool.ByteBuffer // a pre-formatted request line
 	attrs []any
-	stop  bool // the last entry: run returns
 }
 
 func newAccessLog(log *slog.Logger, always bool) *accessLog {
-	a := &accessLog{log: log, always: always, ch: make(chan logEntry, 4096)}
+	a := &accessLog{log: log, always: always, ch: make(chan logEntry, 4096), quit: make(chan struct{})}
 	a.wg.Add(1)
 	go a.run()
 	return a
@@ -46,21 +46,34 @@ func newAccessLog(log *slog.Logger, always bool) *accessLog {
 
 func (a *accessLog) run() {
 	defer a.wg.Done()
-	for en := range a.ch {
-		if en.stop {
-			return
-		}
-		if en.buf != nil {
-			lvl := slog.LevelDebug
-			if a.always {
-				lvl = slog.LevelInfo
+	for {
+		select {
+		case en := <-a.ch:
+			a.write(en)
+		case <-a.quit:
+			for {
+				select {
+				case en := <-a.ch:
+					a.write(en)
+				default:
+					return
+				}
 			}
-			a.log.Log(context.Background(), lvl, "request", "line", string(en.buf.B))
-			bytebufferpool.Put(en.buf)
-			continue
 		}
-		a.log.Log(context.Background(), en.level, en.msg, en.attrs...)
 	}
+}
+
+func (a *accessLog) write(en logEntry) {
+	if en.buf != nil {
+		lvl := slog.LevelDebug
+		if a.always {
+			lvl = slog.LevelInfo
+		}
+		a.log.Log(context.Background(), lvl, "request", "line", string(en.buf.B))
+		bytebufferpool.Put(en.buf)
+		return
+	}
+	a.log.Log(context.Background(), en.level, en.msg, en.attrs...)
 }
 
 func (a *accessLog) send(en logEntry) {
@@ -109,10 +122,7 @@ func (a *accessLog) request(s *session) {
 // after this, and its line is then dropped instead of panicking. Any.
 func (a *accessLog) close() {
 	a.once.Do(func() {
-		select {
-		case a.ch <- logEntry{stop: true}:
-		case <-time.After(time.Second):
-		}
+		close(a.quit)
 		done := make(chan struct{})
 		go func() { a.wg.Wait(); close(done) }()
 		select {

@@ -158,7 +158,9 @@ func (lp *loop) serveWaiters() {
 			lp.waitQ.unpop(s)
 			break
 		}
-		s.connect(s.stale)
+		if !s.connect(s.stale) {
+			s.noBackend()
+		}
 	}
 	lp.waitQ.prune(stQueued)
 	e.evictIdleElsewhere(lp, len(lp.waitQ.q))

@@ -299,7 +299,9 @@ func (s *session) readRequest() bool {
 	s.replay = s.replay[:0]
 	s.replayOK = true
 	s.tried, s.attempts, s.staleRetried = 0, 0, false
-	s.connect(false)
+	if !s.connect(false) {
+		s.noBackend()
+	}
 	return true
 }
 
@@ -340,8 +342,9 @@ func (s *session) buildHead() {
 
 // connect sends the request to the next backend: a pooled connection if
 // the loop has one, else a new dial. stale says the previous attempt was
-// a reused connection that closed before answering. Loop.
-func (s *session) connect(stale bool) {
+// a reused connection that closed before answering. It returns false,
+// having done nothing, when no backend is left to try. Loop.
+func (s *session) connect(stale bool) bool {
 	e := s.lp.e
 	now := nanotime()
 	be := e.bal.Pick(s.tried, now)
@@ -349,8 +352,7 @@ func (s *session) connect(stale bool) {
 		be = s.be // one fresh connection to the same backend after a stale reuse
 	}
 	if be == nil {
-		s.fail(502, "Bad Gateway", "502 Bad Gateway: no backend could take the request\n")
-		return
+		return false
 	}
 	// After a pooled connection turned out stale, others in the pool
 	// may be too (a restarted backend): the retry dials afresh.
@@ -358,12 +360,12 @@ func (s *session) connect(stale bool) {
 		if up := s.lp.takeIdle(be.Index); up != nil {
 			s.use(be)
 			s.attach(up)
-			return
+			return true
 		}
 	}
 	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !s.lp.evictIdle() {
 		s.enqueue(stale)
-		return
+		return true
 	}
 	s.use(be)
 	s.st = stConnecting
@@ -376,6 +378,12 @@ func (s *session) connect(stale bool) {
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
 	up.fd = -1
 	e.queueDial(up)
+	return true
+}
+
+// noBackend answers a request no backend can take. Loop.
+func (s *session) noBackend() {
+	s.fail(502, "Bad Gateway", "502 Bad Gateway: no backend could take the request\n")
 }
 
 // use records an attempt on be. Loop.
@@ -409,6 +417,7 @@ func (s *session) dequeued(up *upconn) {
 	if s.st == stConnecting {
 		s.gen++
 		s.attempts-- // the dial's attempt becomes this one
+		s.tried &^= 1 << uint(s.be.Index)
 	}
 	s.use(up.be)
 	s.attach(up)
@@ -642,9 +651,12 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 		s.attempts--
 	}
 	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
-		e.met.Retries.Inc()
-		s.connect(stale)
-		return
+		// No backend left to try: the answer is this failure's (a
+		// dial timeout stays 504), not "no backend".
+		if s.connect(stale) {
+			e.met.Retries.Inc()
+			return
+		}
 	}
 	s.fail(status, reason, body)
 }
@@ -695,6 +707,7 @@ func (s *session) linger() {
 
 // closeNow closes the client connection at once. Loop.
 func (s *session) closeNow() {
+	s.setDeadline(dlNone, 0) // none of the request's deadlines applies now
 	if s.cl.c != nil {
 		// Inside the client's own callback the close happens after it
 		// returns; until then its input is discarded, never parsed.

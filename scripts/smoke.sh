@@ -13,7 +13,7 @@ trap cleanup EXIT
 # address from it: a pace (or anything) already on the port must not pass
 # for the one just built, so the script has to still be running too.
 url=
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do # start_all.sh may build ./bin/backend first
 	kill -0 "$pid" 2>/dev/null || break
 	url=$(sed -n 's|^ *pace  *pid [0-9]*  *\(http://[^ ]*\)/ .*|\1|p' "$log")
 	[ -n "$url" ] && break

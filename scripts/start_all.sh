@@ -125,22 +125,23 @@ try:
 EOF
 
 # Wait until pace exits on its own (or a signal arrives); report backends
-# that exit meanwhile, since pace fails over to the one left.
-live=("${PIDS[@]}")
+# that exit meanwhile, since pace fails over to the one left. (Plain
+# `wait -n` on any child and kill -0: `wait -p` and pid lists for
+# `wait -n` need bash 5.1.)
+live=("${!PIDS[@]}")
 while :; do
-	wait -n -p gone "${live[@]}"
+	wait -n
 	rc=$?
-	for i in "${!PIDS[@]}"; do
-		[ "${PIDS[i]}" = "$gone" ] || continue
-		if [ "${NAMES[i]}" = pace ]; then
+	next=()
+	for i in "${live[@]}"; do
+		if kill -0 "${PIDS[i]}" 2>/dev/null; then
+			next+=("$i")
+		elif [ "${NAMES[i]}" = pace ]; then
 			echo "start_all.sh: pace exited (status $rc); stopping the backends" >&2
 			exit 1
+		else
+			echo "start_all.sh: ${NAMES[i]} exited (status $rc); pace keeps running and fails over to any backend left (Ctrl-C stops all)" >&2
 		fi
-		echo "start_all.sh: ${NAMES[i]} exited (status $rc); pace fails over to the other backend (Ctrl-C stops all)" >&2
-	done
-	next=()
-	for pid in "${live[@]}"; do
-		[ "$pid" = "$gone" ] || next+=("$pid")
 	done
 	live=("${next[@]}")
 done
