@@ -487,3 +487,75 @@ func TestParkedClientResetBeforeOwedResponse(t *testing.T) {
 		t.Fatalf("%d descriptors open, %d before the client came", n, before)
 	}
 }
+
+// A bad chunk line after the response started aborts the exchange inside
+// the client's own callback, where the close is only queued; the bytes
+// behind it, over buffer_limit, must not park the closing connection,
+// which nothing would then ever close.
+func TestAbortedClientIsNeverParked(t *testing.T) {
+	b := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		// Answer at once, with a body that is not finished.
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789"))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, []string{b}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 4096
+		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := make([]byte, 10)
+	if _, err := resp.Body.Read(got); err != nil {
+		t.Fatal(err)
+	}
+	// A bad chunk-size line, followed by far more than buffer_limit.
+	if _, err := c.Write([]byte("zz\r\n" + strings.Repeat("x", 32<<10))); err != nil {
+		t.Fatal(err)
+	}
+	// The exchange was aborted: the client connection must close (well
+	// within the 0.5 s response timeout plus a sweep or two).
+	c.SetReadDeadline(time.Now().Add(4 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		_, err := br.Read(buf)
+		if err == nil {
+			continue
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("client connection still open 4s after its exchange was aborted (clients=%d uplinks=%d)", p.e.clients.Load(), p.e.uplinks.Load())
+		}
+		break
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.e.clients.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("clients=%d after the client connection closed", p.e.clients.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

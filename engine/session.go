@@ -159,7 +159,9 @@ func (s *session) onClientData(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	s.process()
-	if s.dead || s.cl.c != c {
+	if s.dead || s.cl.c != c || s.st == stLinger {
+		// stLinger: closing (the close closeNow queued is on its way):
+		// a closing connection is never parked.
 		return gnet.None
 	}
 	// Bound what a client can make pace hold while it is not consuming:
@@ -707,7 +709,9 @@ func (s *session) linger() {
 
 // closeNow closes the client connection at once. Loop.
 func (s *session) closeNow() {
-	s.setDeadline(dlNone, 0) // none of the request's deadlines applies now
+	// None of the request's deadlines applies now, but keep one: inside
+	// the client's callback the close is only queued.
+	s.setDeadline(dlLinger, lingerTime)
 	if s.cl.c != nil {
 		// Inside the client's own callback the close happens after it
 		// returns; until then its input is discarded, never parsed.
