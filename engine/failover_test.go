@@ -98,12 +98,7 @@ func TestParkedClientGetsErrorResponse(t *testing.T) {
 		o.Server.Workers = 1
 		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
 	})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, p)
 	size := 16 << 20 // more than the socket buffers on both sides hold
 	go func() {
 		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
@@ -147,20 +142,8 @@ func TestBlackholedBackendDelaysNoOtherDials(t *testing.T) {
 	}
 	done := make(chan result, 3)
 	send := func(name string) {
-		c, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			done <- result{name, 0, err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			done <- result{name, 0, err}
-			return
-		}
-		done <- result{name, resp.StatusCode, nil}
+		st, err := rawStatus(p.addr)
+		done <- result{name, st, err}
 	}
 	// Round robin: a -> the blackhole (its dial holds the worker),
 	// b -> good, c -> the blackhole again (its dial queues behind a's).
@@ -206,16 +189,7 @@ func TestDialWaitIsBounded(t *testing.T) {
 	done := make(chan int, n)
 	for i := 0; i < n; i++ {
 		go func() {
-			c, err := net.Dial("tcp", p.addr)
-			if err != nil {
-				done <- -1
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil || resp.StatusCode != 504 {
+			if st, err := rawStatus(p.addr); err != nil || st != 504 {
 				done <- -1
 				return
 			}
@@ -230,22 +204,6 @@ func TestDialWaitIsBounded(t *testing.T) {
 			t.Fatalf("a request was answered only after all %d dials failed: its wait for a dial worker had no bound", n)
 		}
 	}
-}
-
-func rawStatus(addr string) (int, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return 0, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
 }
 
 // With a single backend, a request whose dial queued while the backend was

@@ -234,3 +234,34 @@ func blackhole(t testing.TB) string {
 	addr, _ := heldListener(t, nil)
 	return addr
 }
+
+// rawStatus sends one GET on a new connection to addr and returns the
+// response's status.
+func rawStatus(addr string) (int, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// dialProxy opens a client connection to p, closed when the test ends,
+// with a 10 s deadline for everything on it.
+func dialProxy(t testing.TB, p *testProxy) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}

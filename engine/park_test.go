@@ -383,12 +383,7 @@ func TestParkedPipelinedClientGetsErrorThenTheRest(t *testing.T) {
 		o.Server.Workers = 1
 		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
 	})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, p)
 	var b bytes.Buffer
 	b.WriteString("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
 	n := 0
@@ -512,12 +507,7 @@ func TestAbortedClientIsNeverParked(t *testing.T) {
 		o.Server.BufferLimit = 4096
 		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
 	})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, p)
 	if _, err := c.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")); err != nil {
 		t.Fatal(err)
 	}
