@@ -87,12 +87,7 @@ func TestFailoverWhileClientParked(t *testing.T) {
 // backend takes the head, then neither reads the body nor answers) still
 // reaches the client, as nginx's would, instead of a bare close.
 func TestParkedClientGetsErrorResponse(t *testing.T) {
-	hold := make(chan struct{})
-	t.Cleanup(func() { close(hold) })
-	addr := rawBackend(t, func(c net.Conn) {
-		readHead(bufio.NewReader(c))
-		<-hold
-	})
+	addr, _ := holdingBackend(t)
 	p := startProxy(t, []string{addr}, func(o *Options) {
 		o.Server.BufferLimit = 4096
 		o.Server.Workers = 1
@@ -135,16 +130,8 @@ func TestBlackholedBackendDelaysNoOtherDials(t *testing.T) {
 		o.Upstreams.ConnectTimeout = dur(2 * time.Second)
 		o.Upstreams.FailThreshold = 1
 	})
-	type result struct {
-		name   string
-		status int
-		err    error
-	}
-	done := make(chan result, 3)
-	send := func(name string) {
-		st, err := rawStatus(p.addr)
-		done <- result{name, st, err}
-	}
+	done := make(chan namedStatus, 3)
+	send := func(name string) { done <- sendNamed(p, name) }
 	// Round robin: a -> the blackhole (its dial holds the worker),
 	// b -> good, c -> the blackhole again (its dial queues behind a's).
 	for _, name := range []string{"a", "b", "c"} {
@@ -225,13 +212,8 @@ func TestSkippedDialSoleBackendRefusedWithoutTry(t *testing.T) {
 		o.Upstreams.ConnectTimeout = dur(5 * time.Second)
 		o.Upstreams.FailThreshold = 1
 	})
-	type res struct {
-		name string
-		st   int
-		err  error
-	}
-	done := make(chan res, 3)
-	send := func(name string) { st, err := rawStatus(p.addr); done <- res{name, st, err} }
+	done := make(chan namedStatus, 3)
+	send := func(name string) { done <- sendNamed(p, name) }
 	go send("A") // its dial holds the only worker (SYN dropped)
 	time.Sleep(100 * time.Millisecond)
 	go send("B") // picks the backend while up; its dial queues behind A's
@@ -247,7 +229,7 @@ func TestSkippedDialSoleBackendRefusedWithoutTry(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("%s: %v", r.name, r.err)
 		}
-		got[r.name] = r.st
+		got[r.name] = r.status
 	}
 	if got["A"] != 200 || got["C"] != 200 || got["B"] != 200 {
 		t.Fatalf("statuses %v; want all 200: B was refused without its dial ever being made, while C, which picked the same (down) backend later, was served", got)

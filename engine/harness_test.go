@@ -265,3 +265,31 @@ func dialProxy(t testing.TB, p *testProxy) net.Conn {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c
 }
+
+// holdingBackend accepts connections, reads one request head on each and
+// then neither reads nor answers until release (or the test's end) closes
+// them. release may be called more than once.
+func holdingBackend(t testing.TB) (addr string, release func()) {
+	hold := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	addr = rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		<-hold
+	})
+	return addr, release
+}
+
+// namedStatus is the outcome of sendNamed.
+type namedStatus struct {
+	name   string
+	status int
+	err    error
+}
+
+// sendNamed is rawStatus for a client the test tells apart by name.
+func sendNamed(p *testProxy, name string) namedStatus {
+	st, err := rawStatus(p.addr)
+	return namedStatus{name, st, err}
+}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -432,14 +431,7 @@ func openFDs() int {
 // graceful shutdown) until idle_timeout, and the descriptor gnet dup'ed
 // before panicking is never closed.
 func TestParkedClientResetBeforeOwedResponse(t *testing.T) {
-	hold := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(release)
-	addr := rawBackend(t, func(c net.Conn) {
-		readHead(bufio.NewReader(c))
-		<-hold
-	})
+	addr, release := holdingBackend(t)
 	p := startProxy(t, []string{addr}, func(o *Options) {
 		o.Server.BufferLimit = 4096
 		o.Server.Workers = 1

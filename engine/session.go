@@ -686,6 +686,12 @@ func (s *session) closeGracefully() {
 		}
 		return // reopened sends what is owed, then flushes
 	}
+	s.flush()
+}
+
+// flush lingers once the client's output has drained, and until then
+// watches for it. Loop.
+func (s *session) flush() {
 	if s.cl.c.OutboundBuffered() == 0 {
 		s.linger()
 		return
@@ -918,11 +924,7 @@ func (s *session) reopened(c gnet.Conn) {
 	switch {
 	case s.dead || s.st == stLinger:
 	case s.st == stFlush:
-		if s.cl.c.OutboundBuffered() == 0 {
-			s.linger()
-		} else {
-			s.lp.addWatch(s)
-		}
+		s.flush()
 	default:
 		s.process()
 	}
