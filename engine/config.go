@@ -27,6 +27,10 @@ type Config struct {
 	// IdleTimeout closes a keep-alive client connection that sends
 	// nothing between requests. Zero means 60s.
 	IdleTimeout config.Duration `toml:"idle_timeout"`
+	// SendTimeout closes a client that reads none of its response for this
+	// long while pace holds the rest back for it (nginx's send_timeout).
+	// Zero means 60s.
+	SendTimeout config.Duration `toml:"send_timeout"`
 	// ShutdownTimeout bounds the graceful drain after SIGTERM/SIGINT.
 	// Zero means 30s.
 	ShutdownTimeout config.Duration `toml:"shutdown_timeout"`
@@ -105,4 +109,5 @@ func (c *Config) proxyHeader() string {
 
 func (c *Config) headerTimeout() time.Duration   { return c.HeaderTimeout.Or(10 * time.Second) }
 func (c *Config) idleTimeout() time.Duration     { return c.IdleTimeout.Or(60 * time.Second) }
+func (c *Config) sendTimeout() time.Duration     { return c.SendTimeout.Or(60 * time.Second) }
 func (c *Config) shutdownTimeout() time.Duration { return c.ShutdownTimeout.Or(30 * time.Second) }

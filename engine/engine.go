@@ -62,8 +62,10 @@ type Engine struct {
 	maxConns  int64
 	bufLimit  int
 	lowWater  int
+	holdMax   int // input held from a peer that cannot be parked, at most
 	headerTO  int64
 	idleTO    int64
+	sendTO    int64 // a client holding up its response must read within this
 	respTO    int64
 	queueTO   int64 // how long a request waits for a free backend connection
 	upIdleTO  int64
@@ -111,6 +113,7 @@ func New(o Options) (*Engine, error) {
 		bufLimit:  o.Server.BufferLimit.Or(256 << 10),
 		headerTO:  int64(o.Server.headerTimeout()),
 		idleTO:    int64(o.Server.idleTimeout()),
+		sendTO:    int64(o.Server.sendTimeout()),
 		respTO:    int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
 		queueTO:   int64(o.Upstreams.DialTimeout()),
 		upIdleTO:  int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
@@ -123,6 +126,7 @@ func New(o Options) (*Engine, error) {
 		e.maxIdle = 1024
 	}
 	e.lowWater = e.bufLimit / 4
+	e.holdMax = 2*e.bufLimit + 64<<10
 	e.limits = codec.Limits{
 		MaxTarget: o.Server.MaxURISize.Or(8 << 10),
 		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),

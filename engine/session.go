@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -36,6 +37,7 @@ const (
 	dlLinger
 	dlQueue
 	dlConnect
+	dlSend // a response is held back for a client that does not read it
 )
 
 // replayMax is how much of a request body pace keeps to replay it on
@@ -66,10 +68,13 @@ type session struct {
 	gotBytes   bool   // some bytes of the current head arrived
 	stallBody  bool   // request body waits for the backend to drain (watched)
 	stallResp  bool   // response waits for the client to drain (watched)
+	stallOut   bool   // the next request waits for the client to read its responses (watched)
+	watched    bool   // on the loop's watch list
 	sawNL      bool   // the partial head seen so far has a line feed
 	unread     bool   // the client may still send bytes of a request pace did not read
 	gen        uint32 // dial generation: a dial's outcome counts only if it still matches
-	scanned    int    // bytes of the partial head already looked at
+	scanned    int32  // bytes of the partial head already looked at
+	sendMark   int32  // client output queued when the dlSend deadline was set
 	deadline   int64
 
 	// current request
@@ -168,13 +173,20 @@ func (s *session) onClientData(c gnet.Conn) gnet.Action {
 	// a request body the backend does not take fast enough, or pipelined
 	// requests behind a response in progress.
 	e := s.lp.e
-	if s.st != stHead && s.cl.buffered() > e.bufLimit {
+	if (s.st != stHead || s.stallOut) && s.cl.buffered() > e.bufLimit {
 		if c.OutboundBuffered() == 0 {
 			if act, ok := s.cl.park(); ok {
 				e.met.Parked.Inc()
-				s.lp.addWatch(s)
+				s.watch()
 				return act
 			}
+		} else if s.cl.buffered() <= e.holdMax {
+			// Responses are still queued for the client, and gnet's
+			// close would drop them: it cannot be parked until they
+			// are read. A client pipelining behind a download it reads
+			// slowly is legitimate; hold its input up to the hard
+			// bound (the same as a held backend's, see holdUp).
+			return gnet.None
 		}
 		s.lp.e.logf(levelInfo, "closing client: buffered input over limit while not reading", "client", s.ip)
 		s.abort()
@@ -191,6 +203,21 @@ func (s *session) process() {
 	s.inProcess = true
 	for !s.dead && s.cl.c != nil {
 		if s.st == stHead {
+			if s.cl.c.OutboundBuffered() > s.lp.e.bufLimit {
+				// Pipelined requests answered faster than the client
+				// reads the answers (pace's own 429s or /metrics, or
+				// small responses): take no more requests until it
+				// catches up, so that its queued output stays bounded.
+				// nginx, too, reads the next pipelined request only
+				// after it has sent the last response.
+				if !s.stallOut {
+					s.stallOut = true
+					s.sendMark = clamp32(s.cl.c.OutboundBuffered())
+					s.setDeadline(dlSend, s.lp.e.sendTO)
+					s.watch()
+				}
+				break
+			}
 			if !s.readRequest() {
 				break
 			}
@@ -215,10 +242,10 @@ func (s *session) readRequest() bool {
 	// Parse scans the whole head each time; a client sending a head a
 	// byte at a time would make that quadratic. Parse again only when a
 	// new line ended, or when a limit may have been crossed.
-	if s.scanned > 0 && s.scanned <= len(in) {
+	if s.scanned > 0 && int(s.scanned) <= len(in) {
 		nl := bytes.IndexByte(in[s.scanned:], '\n') >= 0
 		if !nl && len(in) <= e.limits.MaxHead && (s.sawNL || len(in) <= e.limits.MaxTarget) {
-			s.scanned = len(in)
+			s.scanned = clamp32(len(in))
 			return false
 		}
 	}
@@ -228,7 +255,7 @@ func (s *session) readRequest() bool {
 			s.gotBytes = true
 			s.setDeadline(dlHeader, e.headerTO)
 		}
-		s.scanned = len(in)
+		s.scanned = clamp32(len(in))
 		s.sawNL = bytes.IndexByte(in, '\n') >= 0
 		return false
 	}
@@ -460,7 +487,7 @@ func (s *session) pumpBody() {
 			// backend drained.
 			if !s.stallBody {
 				s.stallBody = true
-				s.lp.addWatch(s)
+				s.watch()
 			}
 			return
 		}
@@ -696,7 +723,7 @@ func (s *session) flush() {
 		s.linger()
 		return
 	}
-	s.lp.addWatch(s)
+	s.watch()
 }
 
 func (s *session) linger() {
@@ -808,6 +835,19 @@ func (s *session) expired(now int64) {
 		e.logf(levelWarn, "no backend connection in time", "backend", s.be.Addr, "client", s.ip)
 		s.gen++
 		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
+	case dlSend:
+		// The response waits for the client, not for the backend: the
+		// client has send_timeout to take some of it, like nginx's
+		// send_timeout between two successful writes.
+		if s.cl.c != nil {
+			if n := clamp32(s.cl.c.OutboundBuffered()); n < s.sendMark {
+				s.sendMark = n
+				s.setDeadline(dlSend, e.sendTO)
+				return
+			}
+		}
+		e.logf(levelInfo, "closing client: it read none of its response in send_timeout", "client", s.ip)
+		s.abort()
 	case dlResponse:
 		be := s.be
 		if s.headDone {
@@ -845,42 +885,55 @@ func (s *session) drain() {
 	}
 }
 
-// poll implements watcher: a flushing session lingers once its output
-// drained; a parked client is unparked once it may send again.
+// watch puts s on its loop's watch list, once: poll drops it when no
+// condition it watches for holds any more. Loop.
+func (s *session) watch() {
+	if !s.watched && !s.dead {
+		s.watched = true
+		s.lp.addWatch(s)
+	}
+}
+
+// poll implements watcher. It resumes what waited for a peer to drain: a
+// request body (stallBody), a response (stallResp) or the next request
+// (stallOut); lingers a flushing session once its output drained; and
+// unparks a parked client once it may send again.
 func (s *session) poll(now int64) bool {
 	if s.dead {
 		return false
 	}
-	switch {
-	case s.stallBody || s.stallResp:
-		if s.stallBody && (s.up == nil || s.up.c == nil || s.up.c.OutboundBuffered() <= s.lp.e.lowWater) {
-			s.stallBody = false
-			s.process()
-		}
-		if s.stallResp && (s.cl.c == nil || s.up == nil || s.cl.c.OutboundBuffered() <= s.lp.e.lowWater) {
-			s.stallResp = false
-			if s.up != nil && s.cl.c != nil {
-				s.pumpResponse(false)
-			}
-		}
-		return !s.dead && (s.stallBody || s.stallResp)
-	case s.st == stFlush:
-		if s.cl.c == nil {
-			return false
-		}
-		if s.cl.c.OutboundBuffered() == 0 {
-			s.linger()
-			return false
-		}
-		return true
-	case s.cl.parked && !s.cl.resuming:
-		if s.wantsInput() {
-			s.cl.unpark(s.lp, s, s.unparkFailed)
-			return false
-		}
-		return true
+	s.watched = false // this entry goes unless poll keeps it; s.watch adds anew
+	lw := s.lp.e.lowWater
+	if s.stallBody && (s.up == nil || s.up.c == nil || s.up.c.OutboundBuffered() <= lw) {
+		s.stallBody = false
+		s.process()
 	}
-	return false
+	if s.stallResp && (s.cl.c == nil || s.up == nil || s.cl.c.OutboundBuffered() <= lw) {
+		s.stallResp = false
+		if s.up != nil && s.cl.c != nil {
+			s.pumpResponse(false)
+		}
+	}
+	if s.stallOut && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= lw) {
+		s.stallOut = false
+		if s.dl == dlSend && s.st == stHead {
+			s.setDeadline(dlIdle, s.lp.e.idleTO) // as done() left it
+		}
+		s.process()
+	}
+	if !s.dead && s.st == stFlush && s.cl.c != nil && s.cl.c.OutboundBuffered() == 0 {
+		s.linger()
+	}
+	if !s.dead && s.cl.parked && !s.cl.resuming && s.wantsInput() {
+		s.cl.unpark(s.lp, s, s.unparkFailed)
+	}
+	keep := !s.dead && (s.stallBody || s.stallResp || s.stallOut ||
+		(s.st == stFlush && s.cl.c != nil) || (s.cl.parked && !s.cl.resuming))
+	if !keep || s.watched {
+		return false // done, or already added again during this poll
+	}
+	s.watched = true
+	return true
 }
 
 // wantsInput reports whether the session would consume client bytes now.
@@ -901,6 +954,14 @@ func (s *session) unparkFailed() {
 	s.cl.resuming = false
 	s.cl.parked = false
 	s.closed(nil)
+}
+
+// clamp32 converts a length to int32, saturating.
+func clamp32(n int) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
 }
 
 // reopened takes the client connection back after parking. Loop (OnOpen).

@@ -294,6 +294,9 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			act, _ := s.holdUp(up) // up could not be parked last time
 			return act
 		}
+		if s.dl == dlSend && s.cl.c.OutboundBuffered() <= e.bufLimit {
+			s.setDeadline(dlResponse, e.respTO) // the client caught up: wait on the backend again
+		}
 		in := up.input()
 		if len(in) == 0 {
 			if s.headQueued {
@@ -380,6 +383,10 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		}
 		s.setDeadline(dlResponse, e.respTO)
 		if s.cl.c.OutboundBuffered() > e.bufLimit {
+			// From here the response waits for the client: time it by
+			// send_timeout, not the backend's response_timeout.
+			s.sendMark = clamp32(s.cl.c.OutboundBuffered())
+			s.setDeadline(dlSend, e.sendTO)
 			if inCb && up.c != nil {
 				if act, ok := s.holdUp(up); ok || s.up != up {
 					return act
@@ -389,7 +396,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			// nothing would wake this response up again, so poll.
 			if !s.stallResp {
 				s.stallResp = true
-				s.lp.addWatch(s)
+				s.watch()
 			}
 			return gnet.None
 		}
@@ -411,7 +418,7 @@ func (s *session) holdUp(up *upconn) (gnet.Action, bool) {
 			return act, true
 		}
 	}
-	if up.buffered() > 2*e.bufLimit+64<<10 {
+	if up.buffered() > e.holdMax {
 		e.logf(levelInfo, "closing exchange: backend and client both not reading", "backend", s.be.Addr, "client", s.ip)
 		s.abort()
 	}

@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Clients that send faster than they read: pipelined requests behind a
+// download, requests pace answers itself, and pauses in reading.
+
+// A client that pipelines requests pace answers itself (/metrics here,
+// 429s alike) and never reads the answers must not make pace queue them
+// without bound: pace takes no more requests until the client catches up,
+// and closes it once its unread input passes the hard bound. Before,
+// 4 MB of such requests made ~120,000 responses (over 200 MB) wait in
+// pace's memory for a client that never read them.
+func TestPipelinedLocalAnswersBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pace binary")
+	}
+	t.Parallel()
+	be := newNamedBackend(t, "b", nil)
+	listen := freeAddr(t)
+	cmd := runPace(t, listen, bpConfig(listen, be.addr()))
+	// A few scrapes first, so that every histogram series exists and
+	// each answer has its full size.
+	for i := 0; i < 3; i++ {
+		if st, err := rawStatus(listen); err != nil || st != 200 {
+			t.Fatalf("warm-up: %d, %v", st, err)
+		}
+	}
+	conn, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	base := rssBytes(cmd.Process.Pid)
+	stop := make(chan struct{})
+	peak := peakRSS(cmd.Process.Pid, stop)
+
+	req := []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+	batch := bytes.Repeat(req, (64<<10)/len(req))
+	sent := 0
+	for sent < 4<<20 {
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Write(batch)
+		sent += n
+		if err != nil {
+			break // pace closed it: the input bound
+		}
+	}
+	// pace closes the connection: the client reads what was queued,
+	// then the end.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the connection is still open after the client read %d bytes: want pace to close it", n)
+	}
+	close(stop)
+	p := <-peak
+	t.Logf("pipelined /metrics, never read: sent %d KiB; pace RSS %d MiB at start, peak %d MiB", sent>>10, base>>20, p>>20)
+	if p-base > 24<<20 {
+		t.Fatalf("pace RSS grew by %d MiB for a client that never read its answers, want < 24 MiB", (p-base)>>20)
+	}
+	if st, err := rawStatus(listen); err != nil || st != 200 {
+		t.Fatalf("another client afterwards: %d, %v", st, err)
+	}
+}
+
+// A client may pipeline requests behind a download it reads slowly
+// (RFC 9112 section 9.3.2); while their answers cannot be queued, pace
+// holds the requests, up to twice buffer_limit plus 64 KiB, and answers
+// every one in order. Before, input over buffer_limit with output still
+// queued reset the connection mid-download.
+func TestPipelinedBehindSlowDownload(t *testing.T) {
+	const big = 4 << 20
+	be := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", strconv.Itoa(big))
+			w.Write(pattern(big))
+			return
+		}
+		io.WriteString(w, "small "+r.URL.Path)
+	})
+	p := startProxy(t, []string{be.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 64 << 10 // hard bound 192 KiB
+		o.Server.Workers = 1
+	})
+	conn := dialProxy(t, p)
+	conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	fmt.Fprintf(conn, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the download fills every buffer
+	var pipe bytes.Buffer
+	n := 0
+	for pipe.Len() < 100<<10 { // over buffer_limit, under the hard bound
+		fmt.Fprintf(&pipe, "GET /s%d HTTP/1.1\r\nHost: x\r\n\r\n", n)
+		n++
+	}
+	if _, err := conn.Write(pipe.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReaderSize(conn, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(body, pattern(big)) {
+		t.Fatalf("download: %d of %d bytes, %v", len(body), big, err)
+	}
+	for i := 0; i < n; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined response %d of %d: %v", i, n, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if want := "small /s" + strconv.Itoa(i); resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("pipelined response %d = %d %q, want 200 %q", i, resp.StatusCode, b, want)
+		}
+	}
+}
+
+// A response held back because the client reads slowly is timed by
+// send_timeout, not by the backend's response_timeout: a client pausing
+// longer than response_timeout still gets all of it, with no timeout
+// counted against the backend, and a client that stops reading is closed
+// after send_timeout.
+func TestSendTimeoutGovernsSlowClient(t *testing.T) {
+	const big = 8 << 20
+	be := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(big))
+		w.Write(pattern(big))
+	})
+	p := startProxy(t, []string{be.addr()}, func(o *Options) {
+		o.Server.BufferLimit = 64 << 10
+		o.Server.SendTimeout = dur(2 * time.Second)
+		o.Upstreams.ResponseTimeout = dur(500 * time.Millisecond)
+	})
+	fetch := func(pause time.Duration) (int, error) {
+		conn := dialProxy(t, p)
+		conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+		fmt.Fprintf(conn, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReaderSize(conn, 4<<10)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return 0, err
+		}
+		buf := make([]byte, 4<<10)
+		got, err := io.ReadFull(resp.Body, buf)
+		if err != nil {
+			return got, err
+		}
+		time.Sleep(pause)
+		n, err := io.Copy(io.Discard, resp.Body)
+		return got + int(n), err
+	}
+	// Paused for three response_timeouts, within send_timeout.
+	if got, err := fetch(1500 * time.Millisecond); err != nil || got != big {
+		t.Fatalf("client pausing 1.5s (response_timeout 0.5s, send_timeout 2s): got %d of %d bytes, %v", got, big, err)
+	}
+	key := `pace_upstream_errors_total{backend="` + be.addr() + `",kind="timeout"}`
+	if v, ok := scrape(t, p)[key]; !ok || v != 0 {
+		t.Fatalf("%s = %v (present %v), want 0: a slow client is not a backend timeout", key, v, ok)
+	}
+	// Stopped reading for longer than send_timeout (plus one interval in
+	// which the kernel buffers may still have drained a little).
+	start := time.Now()
+	got, err := fetch(7 * time.Second)
+	if err == nil || got == big {
+		t.Fatalf("client pausing 7s (send_timeout 2s): got all %d bytes, want the connection closed", got)
+	}
+	if !strings.Contains(err.Error(), "reset") && err != io.ErrUnexpectedEOF {
+		t.Logf("closed after %v with %v", time.Since(start), err)
+	}
+}
