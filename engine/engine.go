@@ -435,7 +435,7 @@ func (e *Engine) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *upconn:
 		if v.c == c {
 			prev := v.lp.enter(c)
-			v.closed(c)
+			v.closed(c, err)
 			v.lp.cur = prev
 		}
 	}

@@ -758,6 +758,7 @@ func (s *session) closeNow() {
 // abort closes the client with a reset, so that a response cut short can
 // never look complete, and drops the upstream connection. Loop.
 func (s *session) abort() {
+	s.unfinished()
 	if s.up != nil {
 		s.up.kill()
 		s.up = nil
@@ -780,9 +781,7 @@ func (s *session) closed(err error) {
 	s.next, s.prev = nil, nil
 	e.clients.Add(-1)
 	e.met.ClientConns.Add(-1)
-	if (s.st == stExchange || s.st == stConnecting || s.st == stQueued) && s.status == 0 {
-		e.met.Observe(s.method, 499, float64(nanotime()-s.start)/1e9)
-	}
+	s.unfinished()
 	if s.up != nil {
 		s.up.kill()
 		s.up = nil
@@ -791,6 +790,27 @@ func (s *session) closed(err error) {
 	s.cl.c = nil
 	s.st = stClosed
 	s.recycle()
+}
+
+// unfinished records a request whose exchange ends before its response
+// was complete: under the status already sent, else 499 (the client went
+// away first, or pace gave up on it), as nginx logs it. It leaves the
+// session in stLinger, so that it counts once. Loop.
+func (s *session) unfinished() {
+	switch s.st {
+	case stExchange, stConnecting, stQueued:
+	default:
+		return
+	}
+	if s.status == 0 {
+		s.status = 499
+	}
+	e := s.lp.e
+	e.met.Observe(s.method, s.status, float64(nanotime()-s.start)/1e9)
+	if e.access != nil {
+		e.access.request(s)
+	}
+	s.st = stLinger
 }
 
 // recycle hands the session's buffers to its loop for the next client.

@@ -185,3 +185,79 @@ func TestSendTimeoutGovernsSlowClient(t *testing.T) {
 		t.Logf("closed after %v with %v", time.Since(start), err)
 	}
 }
+
+// A close-delimited body ends only at the backend's clean FIN. One cut by
+// a reset must reach the client as a reset too, never as a clean end that
+// passes the truncated body off as complete.
+func TestResetEndsNoCloseDelimitedBody(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+		c.Write(bytes.Repeat([]byte("x"), 1000))
+		time.Sleep(100 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0) // close with RST
+	})
+	p := startProxy(t, []string{be}, nil)
+	conn := dialProxy(t, p)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("read %d bytes and a clean end, want an error: the backend reset mid-body", len(body))
+	}
+	key := `pace_upstream_errors_total{backend="` + be + `",kind="closed"}`
+	if v := scrape(t, p)[key]; v != 1 {
+		t.Fatalf("%s = %v, want 1", key, v)
+	}
+}
+
+// A request whose response was cut short after its head is still counted
+// in http_requests_duration_seconds, under the status sent: when the
+// backend breaks off and when the client leaves. Before, only a client
+// leaving before the head was counted (as 499).
+func TestCutResponsesCounted(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		h, err := readHead(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+		c.Write(bytes.Repeat([]byte("x"), 1000))
+		if strings.Contains(h, "/backend-breaks") {
+			time.Sleep(50 * time.Millisecond)
+			return // closes 99,000 bytes short
+		}
+		time.Sleep(3 * time.Second) // the client leaves first
+	})
+	p := startProxy(t, []string{be}, nil)
+	// DELETE: the scrapes themselves are counted as GET 200.
+	const key = `http_requests_duration_seconds_count{method="DELETE",status="200"}`
+	for i, path := range []string{"/backend-breaks", "/client-leaves"} {
+		conn := dialProxy(t, p)
+		fmt.Fprintf(conn, "DELETE %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if path == "/backend-breaks" {
+			io.Copy(io.Discard, resp.Body)
+		}
+		conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for scrape(t, p)[key] != float64(i+1) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if v := scrape(t, p)[key]; v != float64(i+1) {
+			t.Fatalf("after %s: %s = %v, want %d", path, key, v, i+1)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 
 	"github.com/panjf2000/gnet/v2"
@@ -25,6 +27,7 @@ type upconn struct {
 	reused bool // completed at least one exchange
 	dead   bool // never to be used again
 	eof    bool // the backend closed; pend may still hold its last bytes
+	reset  bool // ... and not with a clean FIN: a reset or an I/O error
 	// pickedUp says be was up when the request picked it (not the
 	// fallback when every backend is down); dial skips it if it went
 	// down meanwhile.
@@ -185,8 +188,10 @@ func (up *upconn) onData(c gnet.Conn) gnet.Action {
 	return up.s.pumpResponse(true)
 }
 
-// closed runs when gnet closed the backend connection. Loop (OnClose).
-func (up *upconn) closed(c gnet.Conn) {
+// closed runs when gnet closed the backend connection; err is gnet's
+// reason (io.EOF for the backend's FIN, nil when pace closed it). Loop
+// (OnClose).
+func (up *upconn) closed(c gnet.Conn, err error) {
 	e := up.lp.e
 	e.uplinks.Add(-1)
 	if up.idle {
@@ -205,6 +210,7 @@ func (up *upconn) closed(c gnet.Conn) {
 	}
 	up.c = nil
 	up.eof = true
+	up.reset = err != nil && !errors.Is(err, io.EOF)
 	s.pumpResponse(false)
 }
 
@@ -530,8 +536,15 @@ func (s *session) upstreamEOF() {
 		s.retryOrFail(true, up.reused, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
 	case !s.headDone:
 		s.badResponse(codec.ErrNeedMore)
-	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose:
+	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose && !up.reset:
 		s.finish() // close-delimited body ends here
+	case up.reset:
+		// A close-delimited body ends only at a clean FIN: after a
+		// reset, a clean end towards the client would pass a cut
+		// response off as complete (RFC 9112 section 6.3, item 8).
+		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
+		e.logf(levelWarn, "backend reset the connection mid-response", "backend", s.be.Addr, "client", s.ip)
+		s.abort()
 	default:
 		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
 		e.logf(levelWarn, "backend closed mid-response", "backend", s.be.Addr, "client", s.ip)
