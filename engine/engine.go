@@ -32,6 +32,9 @@ var (
 	errPeerGone = errors.New("the peer reset the parked connection")
 	// errEnrollLost is an Enroll whose result never came.
 	errEnrollLost = errors.New("gnet lost the enroll (its worker panicked)")
+	// errNoFDs is a dial that failed because pace itself is out of
+	// descriptors (EMFILE, ENFILE): not the backend's fault.
+	errNoFDs = errors.New("pace is out of file descriptors")
 )
 
 // Options are what New needs besides the [server] section.
@@ -85,6 +88,7 @@ type Engine struct {
 	draining atomic.Bool
 	clients  atomic.Int64
 	uplinks  atomic.Int64
+	transit  atomic.Int64 // extra descriptors of enrolls in flight (see fdsInUse)
 	fdBudget int64
 
 	xbackend [][]codec.Field // per backend: the X-Backend field
@@ -211,6 +215,16 @@ func fdBudget(e *Engine) int64 {
 		e.maxConns = m
 	}
 	return avail
+}
+
+// fdsInUse counts the descriptors the budget covers: clients, backend
+// connections, and one more for each enroll in flight, because gnet's
+// Enroll duplicates the descriptor it is given and closes the original
+// only after registering the copy (and unparking duplicates twice in a
+// row). Without that, a burst of dials ran pace out of descriptors
+// (EMFILE) though the budget said there were some. Any.
+func (e *Engine) fdsInUse() int64 {
+	return e.clients.Load() + e.uplinks.Load() + e.transit.Load()
 }
 
 // Addr is the configured listen address.

@@ -154,7 +154,7 @@ func (lp *loop) serveWaiters() {
 		if s == nil {
 			return
 		}
-		if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !lp.evictIdle() {
+		if e.fdsInUse() >= e.fdBudget && !lp.evictIdle() {
 			lp.waitQ.unpop(s)
 			break
 		}

@@ -109,7 +109,10 @@ func (l *link) unpark(lp *loop, owner any, fail func()) {
 	l.resuming = true
 	fd := l.fd
 	l.fd = -1
+	e := lp.e
+	e.transit.Add(1) // FileConn's and Enroll's duplicates; see fdsInUse
 	go func() {
+		defer e.transit.Add(-1)
 		f := os.NewFile(uintptr(fd), "pace-parked")
 		nc, err := net.FileConn(f)
 		_ = f.Close()
@@ -124,9 +127,8 @@ func (l *link) unpark(lp *loop, owner any, fail func()) {
 			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), owner), nc)
 			if err == nil {
 				err = enrolled(ch)
-			} else {
-				_ = nc.Close()
 			}
+			_ = nc.Close() // gnet holds its own duplicate now, or failed
 		}
 		if err != nil {
 			lp.exec(fail)

@@ -392,7 +392,7 @@ func (s *session) connect(stale bool) bool {
 			return true
 		}
 	}
-	if e.clients.Load()+e.uplinks.Load() >= e.fdBudget && !s.lp.evictIdle() {
+	if e.fdsInUse() >= e.fdBudget && !s.lp.evictIdle() {
 		s.enqueue(stale)
 		return true
 	}
@@ -404,6 +404,7 @@ func (s *session) connect(stale bool) bool {
 	// rest is the wait for a worker (or an enroll gnet never confirmed).
 	s.setDeadline(dlConnect, 2*e.queueTO)
 	e.uplinks.Add(1)
+	e.transit.Add(1) // the dial's enroll; given back by dial
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
 	up.fd = -1
 	e.queueDial(up)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -87,7 +88,9 @@ func (e *Engine) queueDial(up *upconn) {
 // marked it down would each wait out connect_timeout for nothing. Blocks:
 // never on a loop.
 func (e *Engine) dial(up *upconn) {
-	if err := e.connectUp(up); err != nil {
+	err := e.connectUp(up)
+	e.transit.Add(-1) // connectUp closed the original descriptor
+	if err != nil {
 		up.lp.exec(func() { up.dialFailed(err) })
 	}
 }
@@ -99,6 +102,10 @@ func (e *Engine) connectUp(up *upconn) error {
 	}
 	e.met.UpstreamDials.Inc()
 	nc, err := e.bal.Dial(context.Background(), up.be)
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		e.logf(levelWarn, "no descriptor for a backend connection", "backend", up.be.Addr, "err", err)
+		return errNoFDs
+	}
 	if err != nil {
 		// Counted here, before this worker takes the next dial, so
 		// that one already sees the backend down.
@@ -108,10 +115,15 @@ func (e *Engine) connectUp(up *upconn) error {
 		return err
 	}
 	ch, err := up.lp.el.Enroll(gnet.NewContext(context.Background(), up), nc)
-	if err != nil {
-		_ = nc.Close()
-	} else {
+	if err == nil {
 		err = enrolled(ch)
+	}
+	// gnet registered a duplicate, or failed: either way the original
+	// goes now (gnet closes it too, a moment later; a second Close is
+	// harmless), before dial gives its budget back.
+	_ = nc.Close()
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		err = errNoFDs
 	}
 	if err != nil {
 		e.logf(levelWarn, "enrolling a backend connection failed", "backend", up.be.Addr, "err", err)
@@ -133,12 +145,19 @@ func (up *upconn) dialFailed(err error) {
 	if s == nil || s.dead || s.gen != up.gen || s.st != stConnecting {
 		return
 	}
-	if skipped {
+	if skipped || err == errNoFDs {
 		// Nothing was tried: the backend is neither an attempt nor
 		// excluded. Pick prefers the others, and falls back on it only
 		// when all are down, as for any request.
 		s.attempts--
 		s.tried &^= 1 << uint(up.be.Index)
+	}
+	if err == errNoFDs {
+		// Wait for descriptors like a request that found the budget
+		// spent: a busy connection finishing, or the sweep, serves it;
+		// else 503 after connect_timeout.
+		s.enqueue(false)
+		return
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
