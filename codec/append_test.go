@@ -48,8 +48,14 @@ func TestAppendRequestHead(t *testing.T) {
 		},
 		{
 			name: "absolute form without path",
+			in:   "GET http://b.example HTTP/1.1\r\nHost: b.example\r\n\r\n",
+			want: "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
+		},
+		{
+			// RFC 9112 section 3.2.4: the last proxy sends "OPTIONS *".
+			name: "options absolute form without path",
 			in:   "OPTIONS http://b.example HTTP/1.1\r\nHost: b.example\r\n\r\n",
-			want: "OPTIONS / HTTP/1.1\r\nHost: b.example\r\n\r\n",
+			want: "OPTIONS * HTTP/1.1\r\nHost: b.example\r\n\r\n",
 		},
 		{
 			name: "nil options",

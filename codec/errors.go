@@ -33,6 +33,7 @@ var (
 	ErrBadTrailer          = errors.New("codec: framing or routing field in trailers")      // 400, RFC 9110 section 6.5.1
 	ErrTruncated           = errors.New("codec: body ended before its framing said")        // 400, RFC 9112 section 8
 	ErrBadStatusLine       = errors.New("codec: malformed status line")                     // 502, RFC 9112 section 4
+	ErrTLSHandshake        = errors.New("codec: TLS handshake on a plain-HTTP port")        // 400
 )
 
 // StatusOf maps a codec error to the HTTP status code pace answers with: 414,

@@ -67,6 +67,11 @@ func (r *Request) Parse(b []byte, lim *Limits) (int, error) {
 		buf = buf[:maxHead]
 	}
 
+	if len(buf) > 0 && buf[0] == 0x16 {
+		// A TLS record (a ClientHello): 0x16 starts no request-line.
+		// Say so instead of whatever its bytes happen to break.
+		return 0, ErrTLSHandshake
+	}
 	// RFC 9112 section 2.2: ignore a few empty lines before the request-line.
 	off := 0
 	for off < len(buf) && (buf[off] == '\r' || buf[off] == '\n') {
@@ -216,6 +221,10 @@ func (r *Request) checkTargetForm() error {
 	}
 	r.Authority = rest[:a]
 	switch {
+	case a == len(rest) && string(method) == "OPTIONS":
+		// The last proxy sends an OPTIONS for the server as a whole as
+		// "OPTIONS *" (RFC 9112 section 3.2.4).
+		r.Path = asterisk
 	case a == len(rest):
 		r.Path = slash
 	case rest[a] == '?':
@@ -228,7 +237,10 @@ func (r *Request) checkTargetForm() error {
 	return nil
 }
 
-var slash = []byte("/")
+var (
+	slash    = []byte("/")
+	asterisk = []byte("*")
+)
 
 // partialRequestLine reports errors already certain in an incomplete
 // request-line: a bad method byte, or a request-target over the limit.

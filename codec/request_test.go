@@ -73,6 +73,7 @@ var requestCases = []reqCase{
 	{name: "absolute form", in: "GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\n\r\n", method: "GET", target: "http://a.example/x?y", host: "a.example", minor: 1, keepAlive: true},
 	{name: "absolute form replaces host", in: "GET HTTPS://b.example:8443 HTTP/1.1\r\nHost: a.example\r\n\r\n", method: "GET", target: "HTTPS://b.example:8443", host: "b.example:8443", minor: 1, keepAlive: true},
 	bad("absolute form userinfo", "GET http://u@a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
+	bad("tls client hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n\r\n", ErrTLSHandshake),
 	bad("absolute form ftp", "GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
 	bad("absolute form empty host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
 	bad("absolute form query no path", "GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
@@ -299,6 +300,25 @@ func TestStatusOf(t *testing.T) {
 	for _, tt := range tests {
 		if got := StatusOf(tt.err); got != tt.want {
 			t.Errorf("StatusOf(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+// Path is the target to forward in origin form (RFC 9112 section 3.2).
+func TestRequestPath(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"GET /x?y HTTP/1.1\r\nHost: a\r\n\r\n", "/x?y"},
+		{"GET http://a.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n", "/x?y"},
+		{"GET http://a.example HTTP/1.1\r\nHost: a\r\n\r\n", "/"},
+		{"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "*"},
+		// The last proxy sends "*" for an OPTIONS with an empty path
+		// (RFC 9112 section 3.2.4).
+		{"OPTIONS http://a.example:8001 HTTP/1.1\r\nHost: a\r\n\r\n", "*"},
+		{"OPTIONS http://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", "/"},
+	} {
+		var r Request
+		if _, err := r.Parse([]byte(tc.in), nil); err != nil || string(r.Path) != tc.want {
+			t.Errorf("Parse(%q): Path = %q, %v, want %q", tc.in, r.Path, err, tc.want)
 		}
 	}
 }

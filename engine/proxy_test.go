@@ -930,3 +930,31 @@ func TestDescriptorBudgetCountsEnrolls(t *testing.T) {
 		t.Errorf("pace_upstream_queued_total = %v, want 1", got)
 	}
 }
+
+// An error in a request body gets a response whose text matches its
+// status (it said "400 Bad Request" under a 431 before), and a TLS
+// handshake sent to the plain-HTTP port is named as such.
+func TestBadInputResponseText(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	for _, tc := range []struct{ name, in, want string }{
+		{"huge trailer", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + strings.Repeat("a", 70000) + "\r\n\r\n",
+			"431 Request Header Fields Too Large: "},
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+			"400 Bad Request: codec: malformed chunked encoding"},
+		{"tls", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", "400 Bad Request: codec: TLS handshake on a plain-HTTP port"},
+	} {
+		conn := dialProxy(t, p)
+		go conn.Write([]byte(tc.in))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if !strings.HasPrefix(string(body), tc.want) || !strings.HasPrefix(string(body), strconv.Itoa(resp.StatusCode)+" ") {
+			t.Errorf("%s: %d %q, want a body starting %q", tc.name, resp.StatusCode, body, tc.want)
+		}
+	}
+}

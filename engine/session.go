@@ -553,7 +553,8 @@ func (s *session) badBody(err error) {
 	}
 	s.closeAfter, s.unread = true, true
 	s.reqDone = true
-	s.local(codec.StatusOf(err), statusText(codec.StatusOf(err)), "400 Bad Request: malformed request body\n")
+	st := codec.StatusOf(err)
+	s.local(st, statusText(st), strconv.Itoa(st)+" "+statusText(st)+": "+err.Error()+"\n")
 	s.done()
 }
 
