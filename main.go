@@ -133,24 +133,42 @@ func run() int {
 	if fc.Metrics.On() {
 		metricsAt = fc.Metrics.Path()
 	}
-	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", workersOf(&fc.Server),
+	if err := e.CheckListen(); err != nil {
+		log.Error("cannot listen", "err", err)
+		return 1
+	}
+	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", e.Workers(),
 		"backends", strings.Join(fc.Upstreams.Backends, ","), "max_retries", fc.Upstreams.Retries(),
 		"rate_limit", limit, "metrics", metricsAt)
+
+	// Signals are caught before the port opens: one sent as soon as
+	// pace answers must find the handlers in place.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	// SIGHUP's default action would kill pace on the spot, dropping
+	// every request in flight; nginx users send it to reload. pace
+	// cannot reload yet: it says so and goes on serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- e.Run() }()
 
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-runErr:
-		if err != nil {
-			log.Error("pace stopped", "err", err)
-			return 1
+wait:
+	for {
+		select {
+		case err := <-runErr:
+			if err != nil {
+				log.Error("pace stopped", "err", err)
+				return 1
+			}
+			return 0
+		case <-hup:
+			log.Warn("SIGHUP ignored: pace cannot reload its configuration yet; restart it to apply changes (SIGTERM drains first)")
+		case s := <-sig:
+			log.Info("signal received: draining; send it again to exit at once", "signal", s.String())
+			break wait
 		}
-		return 0
-	case s := <-sig:
-		log.Info("signal received: draining; send it again to exit at once", "signal", s.String())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.ShutdownTimeout())
 	defer cancel()
@@ -212,13 +230,6 @@ func rustLogLevel(v string) string {
 		return level
 	}
 	return ""
-}
-
-func workersOf(c *engine.Config) int {
-	if c.Workers == 0 {
-		return -1 // one per CPU
-	}
-	return c.Workers
 }
 
 func printConfig(path string, fc *fileConfig) {

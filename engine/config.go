@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/pace-proxy/pace/config"
@@ -53,8 +54,15 @@ type Config struct {
 
 // Validate checks the section and reports the first problem with its key.
 func (c *Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.listen()); err != nil {
+	_, port, err := net.SplitHostPort(c.listen())
+	if err != nil {
 		return fmt.Errorf("server.listen: %q is not host:port: %v", c.Listen, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("server.listen: %q: the port must be a number from 1 to 65535", c.Listen)
+	}
+	if _, err := net.ResolveTCPAddr("tcp", c.listen()); err != nil {
+		return fmt.Errorf("server.listen: %q: %v", c.Listen, err)
 	}
 	if c.Workers < 0 || c.Workers > 1024 {
 		return fmt.Errorf("server.workers: must be between 1 and 1024 (0 for one per CPU), got %d", c.Workers)

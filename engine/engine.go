@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -226,6 +227,24 @@ func fdBudget(e *Engine) int64 {
 func (e *Engine) fdsInUse() int64 {
 	return e.clients.Load() + e.uplinks.Load() + e.transit.Load()
 }
+
+// CheckListen binds the listen address once without SO_REUSEPORT and
+// lets it go, so that pace refuses to start when another process holds
+// the port (each worker's own listener sets SO_REUSEPORT, which would let
+// a second pace silently share the port). Any goroutine.
+func (e *Engine) CheckListen() error {
+	l, err := net.Listen("tcp", e.listen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w (another pace, or another server, holds it)", err)
+		}
+		return err
+	}
+	return l.Close()
+}
+
+// Workers is the number of event loops.
+func (e *Engine) Workers() int { return e.workers }
 
 // Addr is the configured listen address.
 func (e *Engine) Addr() string { return e.listen }
