@@ -33,8 +33,9 @@ type loop struct {
 	// writev vector for a response head and body. Held here rather than
 	// in every session, which helps keep a session in the 896-byte
 	// allocation size class (TestSessionSize).
-	extra [4]codec.Field
-	iov   [2][]byte
+	extra  [5]codec.Field
+	iov    [2][]byte
+	realIP [64]byte // X-Real-IP's value when it is not the peer's text
 
 	// Buffers of closed sessions, handed to new ones, so that one request
 	// per connection (ab without -k) does not regrow a field list and a

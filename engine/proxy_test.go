@@ -958,3 +958,41 @@ func TestBadInputResponseText(t *testing.T) {
 		}
 	}
 }
+
+// X-Forwarded-Proto and X-Real-IP describe the client's connection: pace
+// sets them from its own peer, except for a peer in trusted_proxies (nginx
+// terminating TLS in front), whose values go on as sent. Before, a trusted
+// nginx's "X-Forwarded-Proto: https" became "http", and any client's
+// X-Real-IP reached the backends unchanged.
+func TestForwardedFieldsTrust(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "proto=%q real=%q", r.Header.Values("X-Forwarded-Proto"), r.Header.Values("X-Real-Ip"))
+	})
+	for _, tc := range []struct {
+		trusted []string
+		send    map[string]string
+		want    string
+	}{
+		{nil, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["http"] real=["127.0.0.1"]`},
+		{nil, nil, `proto=["http"] real=["127.0.0.1"]`},
+		{[]string{"127.0.0.1"}, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["https"] real=["7.7.7.7"]`},
+		{[]string{"127.0.0.1"}, map[string]string{"X-Forwarded-For": "9.9.9.9"}, `proto=["http"] real=["9.9.9.9"]`},
+		{[]string{"10.0.0.0/8"}, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["http"] real=["127.0.0.1"]`},
+	} {
+		p := startProxy(t, []string{b.addr()}, func(o *Options) { o.RateLimit.TrustedProxies = tc.trusted })
+		req, _ := http.NewRequest("GET", p.url("/"), nil)
+		for k, v := range tc.send {
+			req.Header.Set(k, v)
+		}
+		resp, err := client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != tc.want {
+			t.Errorf("trusted %v, sent %v: backend saw %s, want %s", tc.trusted, tc.send, body, tc.want)
+		}
+		p.stop(t)
+	}
+}

@@ -113,13 +113,19 @@ type session struct {
 }
 
 var (
-	hdrXProxy = []byte("X-Proxy")
-	hdrXFF    = []byte("X-Forwarded-For")
-	hdrXFP    = []byte("X-Forwarded-Proto")
-	hdrHost   = []byte("Host")
-	valHTTP   = []byte("http")
-	dropReq   = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto"}
-	dropReq10 = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "Expect"}
+	hdrXProxy  = []byte("X-Proxy")
+	hdrXFF     = []byte("X-Forwarded-For")
+	hdrXFP     = []byte("X-Forwarded-Proto")
+	hdrXRealIP = []byte("X-Real-IP")
+	hdrHost    = []byte("Host")
+	valHTTP    = []byte("http")
+	// Fields pace sets itself, dropped from what the client sent. A
+	// trusted proxy's X-Forwarded-Proto and X-Real-IP are kept (see
+	// buildHead); an HTTP/1.0 request's Expect is dropped too.
+	dropReq          = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"}
+	dropReq10        = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "Expect"}
+	dropReqTrusted   = []string{"X-Proxy", "X-Forwarded-For"}
+	dropReqTrusted10 = []string{"X-Proxy", "X-Forwarded-For", "Expect"}
 )
 
 // newSession starts serving a client connection. Loop.
@@ -353,20 +359,40 @@ func (s *session) buildHead() {
 		s.xff = append(s.xff, ", "...)
 	}
 	s.xff = append(s.xff, s.ip...)
-	extra := &s.lp.extra
-	extra[0] = codec.Field{Name: hdrXProxy, Value: e.proxyHdr}
-	extra[1] = codec.Field{Name: hdrXFF, Value: s.xff}
-	extra[2] = codec.Field{Name: hdrXFP, Value: valHTTP}
-	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq, Extra: extra[:3]}
+	extra := s.lp.extra[:0]
+	extra = append(extra,
+		codec.Field{Name: hdrXProxy, Value: e.proxyHdr},
+		codec.Field{Name: hdrXFF, Value: s.xff})
+	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq}
 	if r.Minor == 0 {
 		opts.Drop = dropReq10
 		if r.Host == nil {
-			extra[3] = codec.Field{Name: hdrHost, Value: e.hostHdr}
-			opts.Extra = extra[:4]
+			extra = append(extra, codec.Field{Name: hdrHost, Value: e.hostHdr})
 		}
 	}
+	if e.ext.Trusted(s.peer) {
+		// A proxy in trusted_proxies (nginx terminating TLS) knows the
+		// scheme and the client: its X-Forwarded-Proto and X-Real-IP
+		// go on as sent. pace fills in only what it left out.
+		opts.Drop = dropReqTrusted
+		if r.Minor == 0 {
+			opts.Drop = dropReqTrusted10
+		}
+		if r.Get("X-Forwarded-Proto") == nil {
+			extra = append(extra, codec.Field{Name: hdrXFP, Value: valHTTP})
+		}
+		if r.Get("X-Real-IP") == nil {
+			ip := e.ext.ClientIPFromValues(s.peer, s.values).AppendTo(s.lp.realIP[:0])
+			extra = append(extra, codec.Field{Name: hdrXRealIP, Value: ip})
+		}
+	} else {
+		extra = append(extra,
+			codec.Field{Name: hdrXFP, Value: valHTTP},
+			codec.Field{Name: hdrXRealIP, Value: s.ip})
+	}
+	opts.Extra = extra
 	s.head = codec.AppendRequestHead(s.head[:0], r, &opts)
-	extra[1].Value = nil // s.xff goes back to the spare list with s
+	clear(extra) // s.xff and s.ip go back to the spare list with s
 }
 
 // connect sends the request to the next backend: a pooled connection if
