@@ -90,6 +90,7 @@ type Engine struct {
 	clients  atomic.Int64
 	uplinks  atomic.Int64
 	transit  atomic.Int64 // extra descriptors of enrolls in flight (see fdsInUse)
+	logGates logGates
 	fdBudget int64
 
 	xbackend [][]codec.Field // per backend: the X-Backend field

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -138,6 +139,15 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 	if !e.log.Enabled(context.Background(), level) {
 		return
 	}
+	if level > levelDebug {
+		n, ok := e.logGates.pass(msg, nanotime())
+		if !ok {
+			return
+		}
+		if n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+	}
 	if e.access != nil && !e.draining.Load() {
 		// The line is formatted later on the log goroutine: byte slices
 		// (a client address, say) may be reused by then, so copy them.
@@ -150,4 +160,39 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 		return
 	}
 	e.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// logBurst is how many lines with the same message logf writes in one
+// second; the rest are counted and the count rides on the next line that
+// goes out ("suppressed"). Clients sending bad requests, or every request
+// failing while the backends are down, then cannot flood the log. Debug
+// lines are never held back.
+const logBurst = 10
+
+// logGates holds one gate per message. Any goroutine.
+type logGates struct{ m sync.Map } // msg -> *logGate
+
+type logGate struct {
+	sec        atomic.Int64
+	n          atomic.Int64
+	suppressed atomic.Int64
+}
+
+// pass reports whether a line with msg may be written at now
+// (nanoseconds), and how many lines with msg were held back before it.
+func (g *logGates) pass(msg string, now int64) (suppressed int64, ok bool) {
+	v, found := g.m.Load(msg)
+	if !found {
+		v, _ = g.m.LoadOrStore(msg, new(logGate))
+	}
+	gate := v.(*logGate)
+	sec := now / 1e9
+	if old := gate.sec.Load(); old != sec && gate.sec.CompareAndSwap(old, sec) {
+		gate.n.Store(0)
+	}
+	if gate.n.Add(1) > logBurst {
+		gate.suppressed.Add(1)
+		return 0, false
+	}
+	return gate.suppressed.Swap(0), true
 }
