@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only on the opt-in -pprof listener
@@ -68,6 +69,7 @@ func run() int {
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to this file until exit")
 		pprofAt  = flag.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	)
+	flag.BoolVar(check, "t", false, "same as -check (nginx -t)")
 	flag.Parse()
 	if *showVer {
 		fmt.Println("pace", version)
@@ -90,6 +92,7 @@ func run() int {
 	slog.SetDefault(log)
 	setGCPercent()
 
+	*cfgPath = configPath(*cfgPath)
 	var fc fileConfig
 	if err := config.Load(*cfgPath, &fc); err != nil {
 		fmt.Fprintf(os.Stderr, "pace: %s: %v\n", *cfgPath, err)
@@ -189,6 +192,25 @@ wait:
 		log.Warn("second signal: exiting now", "signal", s.String())
 		return 1
 	}
+}
+
+// manualConfig is where the original manual keeps the configuration.
+const manualConfig = "config/proxy.toml"
+
+// configPath is the file to load: path, unless -config was not given,
+// ./proxy.toml does not exist and the manual's config/proxy.toml does.
+func configPath(path string) string {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+	if set {
+		return path
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(manualConfig); err == nil {
+			return manualConfig
+		}
+	}
+	return path
 }
 
 func parseLevel(s string) (slog.Level, error) {

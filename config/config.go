@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -28,14 +29,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	s := string(bytes.TrimSpace(b))
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if n < 0 || n > int64(1<<63-1)/int64(time.Second) {
-			return fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)
+			return &valueError{raw: s, err: fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)}
 		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)
+		return &valueError{raw: s, err: fmt.Errorf("%w %q: want e.g. \"10s\" or \"250ms\"", ErrBadDuration, s)}
 	}
 	*d = Duration(v)
 	return nil
@@ -123,6 +124,15 @@ func Decode(b []byte, v any) error {
 			}
 			return fmt.Errorf("unknown key(s): %s", strings.Join(keys, ", "))
 		}
+		var ve *valueError
+		if errors.As(err, &ve) {
+			// go-toml does not say where an UnmarshalTOML error came
+			// from: find the key that holds the value it refused.
+			if k := keyOf(b, ve.raw); k != "" {
+				return fmt.Errorf("%s: %w", k, ve.err)
+			}
+			return ve.err
+		}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
@@ -135,4 +145,49 @@ func Decode(b []byte, v any) error {
 		return err
 	}
 	return nil
+}
+
+// valueError is a value a custom unmarshaler refused; raw is the value as
+// written, without quotes.
+type valueError struct {
+	raw string
+	err error
+}
+
+func (e *valueError) Error() string { return e.err.Error() }
+func (e *valueError) Unwrap() error { return e.err }
+
+// keyOf returns the dotted path of the first key in the TOML document b
+// whose value, written as text, is raw; "" if there is none.
+func keyOf(b []byte, raw string) string {
+	var doc map[string]any
+	if toml.Unmarshal(b, &doc) != nil {
+		return ""
+	}
+	return findKey(doc, "", raw)
+}
+
+func findKey(m map[string]any, prefix, raw string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		path := k
+		if prefix != "" {
+			path = prefix + "." + k
+		}
+		switch v := m[k].(type) {
+		case map[string]any:
+			if p := findKey(v, path, raw); p != "" {
+				return p
+			}
+		default:
+			if strings.TrimSpace(fmt.Sprint(v)) == raw {
+				return path
+			}
+		}
+	}
+	return ""
 }

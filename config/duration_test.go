@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,6 +34,28 @@ func TestDurationTOMLForms(t *testing.T) {
 		err := Decode([]byte("[s]\n"+tc.in+"\n"), &v)
 		if (err == nil) != tc.ok || (tc.ok && time.Duration(v.S.D) != tc.want) {
 			t.Errorf("Decode(%q) = %v, %v; want %v, ok %v", tc.in, time.Duration(v.S.D), err, tc.want, tc.ok)
+		}
+	}
+}
+
+// A refused duration names its key, as go-toml's own errors do.
+func TestDurationErrorNamesKey(t *testing.T) {
+	var v struct {
+		A struct {
+			X Duration `toml:"x"`
+		} `toml:"a"`
+		B struct {
+			Y Duration `toml:"y"`
+		} `toml:"b"`
+	}
+	for _, tc := range []struct{ in, key string }{
+		{"[a]\nx = \"1s\"\n[b]\ny = \"-1s\"\n", "b.y"},
+		{"[a]\nx = 1.5\n", "a.x"},
+		{"[a]\nx = \"ten\"\n", "a.x"},
+	} {
+		err := Decode([]byte(tc.in), &v)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.key+": ") || !errors.Is(err, ErrBadDuration) {
+			t.Errorf("Decode(%q) = %v, want an ErrBadDuration starting %q", tc.in, err, tc.key+": ")
 		}
 	}
 }

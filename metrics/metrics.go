@@ -32,8 +32,16 @@ func (c *Config) Path() string {
 
 // Validate checks the section.
 func (c *Config) Validate() error {
-	if p := c.Path(); p[0] != '/' {
+	p := c.Path()
+	if p[0] != '/' {
 		return fmt.Errorf("metrics.endpoint: must start with '/', got %q", p)
+	}
+	// Requests match the path alone (a query is ignored), so a query or
+	// a byte no request-target may carry would never be served.
+	for i := 0; i < len(p); i++ {
+		if b := p[i]; b <= ' ' || b >= 0x7f || b == '?' || b == '#' {
+			return fmt.Errorf("metrics.endpoint: a path without query, spaces or control bytes, got %q", p)
+		}
 	}
 	return nil
 }

@@ -127,13 +127,13 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case c.MaxRequests < 0:
-		bad("max_requests", "must be > 0, got %d", c.MaxRequests)
+		bad("max_requests", "must be > 0 (0 means the default, %d), got %d", DefaultMaxRequests, c.MaxRequests)
 	case c.MaxRequests > MaxMaxRequests:
 		bad("max_requests", "must be <= %d, got %d", MaxMaxRequests, c.MaxRequests)
 	}
 	switch {
 	case c.WindowSeconds < 0:
-		bad("window_seconds", "must be > 0, got %d", c.WindowSeconds)
+		bad("window_seconds", "must be > 0 (0 means the default, %d), got %d", DefaultWindowSeconds, c.WindowSeconds)
 	case c.WindowSeconds > MaxWindowSeconds:
 		bad("window_seconds", "must be <= %d (one week), got %d", MaxWindowSeconds, c.WindowSeconds)
 	}
