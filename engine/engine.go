@@ -381,7 +381,8 @@ func (e *Engine) loopFor(c gnet.Conn) *loop {
 // and a check every 2ms while some loop has parked, stalled or flushing
 // connections. When no loop has any, it sleeps until the next sweep or
 // until wake is signalled, so an idle or steadily busy proxy is not woken
-// 500 times a second for nothing.
+// 500 times a second for nothing; with no connection at all it sleeps
+// until wake alone (OnOpen sends one for the first client).
 func (e *Engine) ticker() {
 	const fast, slow = 2 * time.Millisecond, 100 * time.Millisecond
 	t := time.NewTimer(slow)
@@ -412,15 +413,20 @@ func (e *Engine) ticker() {
 			}
 			_ = lp.el.Execute(context.Background(), lp.tickFn(sweep))
 		}
-		d := time.Until(nextSweep)
-		if busy && d > fast {
-			d = fast
-		}
 		if !t.Stop() {
 			select {
 			case <-t.C:
 			default:
 			}
+		}
+		if !busy && e.clients.Load() == 0 && e.uplinks.Load() == 0 && e.transit.Load() == 0 {
+			// Nothing has a deadline: sleep until OnOpen's wake for the
+			// first client, so that an idle pace costs no CPU at all.
+			continue
+		}
+		d := time.Until(nextSweep)
+		if busy && d > fast {
+			d = fast
 		}
 		t.Reset(d)
 	}
@@ -447,10 +453,17 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		e.met.ClientRejected.Inc()
 		return nil, gnet.Close
 	}
-	if e.clients.Add(1) > e.maxConns {
+	n := e.clients.Add(1)
+	if n > e.maxConns {
 		e.clients.Add(-1)
 		e.met.ClientRejected.Inc()
 		return nil, gnet.Close
+	}
+	if n == 1 {
+		select { // the ticker may be asleep with nothing to time
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 	lp := e.loopFor(c)
 	lp.newSession(c)

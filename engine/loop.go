@@ -29,6 +29,7 @@ type loop struct {
 	head    []byte    // response heads; reused per call
 	sweep   gnet.RunnableFunc
 	fast    gnet.RunnableFunc
+	ticks   atomic.Int64 // ticks run, for tests
 	// Per-call scratch: the fields added to a request head, and the
 	// writev vector for a response head and body. Held here rather than
 	// in every session, which helps keep a session in the 896-byte
@@ -281,6 +282,7 @@ func (lp *loop) addWatch(w watcher) {
 // deadlines and expires idle upstream connections.
 func (lp *loop) tick(sweep bool) {
 	lp.queued.Store(false)
+	lp.ticks.Add(1)
 	now := nanotime()
 	if len(lp.watch) > 0 {
 		list := lp.watch
