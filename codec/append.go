@@ -1,6 +1,9 @@
 package codec
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // HeadOptions controls AppendRequestHead and AppendResponseHead. The zero
 // HeadOptions writes no framing field, no Connection field, drops nothing
@@ -21,6 +24,11 @@ type HeadOptions struct {
 	// Drop lists extra field names to drop, case-insensitive, e.g.
 	// "X-Forwarded-For" when the caller re-adds it (nil: none).
 	Drop []string
+	// DropUnderscore drops fields whose name contains '_' (false: kept).
+	// Backends that map field names to CGI-style variables read
+	// X_Forwarded_For as X-Forwarded-For; nginx drops such fields unless
+	// underscores_in_headers is on.
+	DropUnderscore bool
 	// Extra fields are appended after the copied ones, in order (nil: none).
 	// They are written as given: callers must not put CR or LF in them.
 	Extra []Field
@@ -168,6 +176,9 @@ func dropped(name []byte, fs []Field, conn int, opts *HeadOptions) bool {
 		if eqFoldAny(name, d) {
 			return true
 		}
+	}
+	if opts.DropUnderscore && bytes.IndexByte(name, '_') >= 0 {
+		return true
 	}
 	if conn >= 0 {
 		for i := conn; i < len(fs); i++ {

@@ -52,6 +52,17 @@ func TestAppendRequestHead(t *testing.T) {
 			want: "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
 		},
 		{
+			name: "drop underscore names",
+			in:   "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\nmy_key: k\r\n\r\n",
+			opts: &HeadOptions{DropUnderscore: true},
+			want: "GET / HTTP/1.1\r\nHost: a\r\nX-Ok: 1\r\n\r\n",
+		},
+		{
+			name: "keep underscore names",
+			in:   "GET / HTTP/1.1\r\nHost: a\r\nmy_key: k\r\n\r\n",
+			want: "GET / HTTP/1.1\r\nHost: a\r\nmy_key: k\r\n\r\n",
+		},
+		{
 			// RFC 9112 section 3.2.4: the last proxy sends "OPTIONS *".
 			name: "options absolute form without path",
 			in:   "OPTIONS http://b.example HTTP/1.1\r\nHost: b.example\r\n\r\n",

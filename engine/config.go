@@ -50,6 +50,11 @@ type Config struct {
 	MaxURISize config.Size `toml:"max_uri_size"`
 	// MaxHeaderFields bounds the number of header fields. Zero means 100.
 	MaxHeaderFields int `toml:"max_header_fields"`
+	// UnderscoresInHeaders forwards request fields whose names contain
+	// '_'. False drops them, as nginx does by default: a backend mapping
+	// names to CGI-style variables would read X_Forwarded_For as the
+	// X-Forwarded-For pace sets.
+	UnderscoresInHeaders bool `toml:"underscores_in_headers"`
 }
 
 // Validate checks the section and reports the first problem with its key.

@@ -59,6 +59,7 @@ type Engine struct {
 	limits    codec.Limits
 	metrics   string // endpoint path, "" when off
 	proxyHdr  []byte
+	dropUnder bool // drop request fields with '_' in their names
 	retries   int
 	access    *accessLog // nil when neither access_log nor debug
 	listen    string
@@ -112,6 +113,7 @@ func New(o Options) (*Engine, error) {
 		log:       log,
 		bal:       upstream.NewBalancer(&o.Upstreams, log),
 		proxyHdr:  []byte(o.Server.proxyHeader()),
+		dropUnder: !o.Server.UnderscoresInHeaders,
 		retries:   o.Upstreams.Retries(),
 		listen:    o.Server.listen(),
 		workers:   o.Server.workers(),

@@ -996,3 +996,32 @@ func TestForwardedFieldsTrust(t *testing.T) {
 		p.stop(t)
 	}
 }
+
+// Request fields with '_' in their names are dropped unless
+// underscores_in_headers is set, as in nginx: X_Forwarded_For must not
+// reach a CGI-style backend as a second X-Forwarded-For.
+func TestUnderscoreFieldsDropped(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q %q", r.Header.Values("X_forwarded_for"), r.Header.Values("X-Ok"))
+	})
+	for _, keep := range []bool{false, true} {
+		p := startProxy(t, []string{b.addr()}, func(o *Options) { o.Server.UnderscoresInHeaders = keep })
+		conn := dialProxy(t, p)
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		want := `[] ["1"]`
+		if keep {
+			want = `["6.6.6.6"] ["1"]`
+		}
+		if string(body) != want {
+			t.Errorf("underscores_in_headers = %v: backend saw %s, want %s", keep, body, want)
+		}
+		conn.Close()
+		p.stop(t)
+	}
+}

@@ -363,7 +363,7 @@ func (s *session) buildHead() {
 	extra = append(extra,
 		codec.Field{Name: hdrXProxy, Value: e.proxyHdr},
 		codec.Field{Name: hdrXFF, Value: s.xff})
-	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq}
+	opts := codec.HeadOptions{Framing: r.Body, Drop: dropReq, DropUnderscore: e.dropUnder}
 	if r.Minor == 0 {
 		opts.Drop = dropReq10
 		if r.Host == nil {
