@@ -243,7 +243,8 @@ var (
 )
 
 // partialRequestLine reports errors already certain in an incomplete
-// request-line: a bad method byte, or a request-target over the limit.
+// request-line: a bad method byte, a request-target over the limit, or
+// anything after the target but SP and the start of an HTTP-version.
 func partialRequestLine(b []byte, maxTarget int) error {
 	m := 0
 	for m < len(b) && tcharTab[b[m]] {
@@ -270,6 +271,39 @@ func partialRequestLine(b []byte, maxTarget int) error {
 	}
 	if e-t > maxTarget {
 		return ErrTargetTooLong
+	}
+	if e == len(b) || b[e] == '\r' {
+		return nil
+	}
+	// What follows the target must be SP and the start of an
+	// HTTP-version, "HTTP/" DIGIT "." DIGIT (RFC 9112 section 2.3), so
+	// that a line of junk fails now, not at the head size limit. Which
+	// version is the full line's question (505 for HTTP/2.0).
+	if b[e] != ' ' || e == t {
+		return ErrBadRequestLine
+	}
+	v := b[e+1:]
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case i < 5:
+			if c != "HTTP/"[i] {
+				return ErrBadRequestLine
+			}
+		case i == 5 || i == 7:
+			if c < '0' || c > '9' {
+				return ErrBadRequestLine
+			}
+		case i == 6:
+			if c != '.' {
+				return ErrBadRequestLine
+			}
+		default:
+			if c != '\r' {
+				return ErrBadRequestLine
+			}
+			return nil
+		}
 	}
 	return nil
 }
