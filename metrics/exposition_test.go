@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
@@ -30,6 +31,21 @@ func TestExpositionParses(t *testing.T) {
 		if len(mm.Label) != 2 || len(mm.Histogram.Bucket) < len(Buckets) {
 			t.Fatalf("metric %v", mm)
 		}
+	}
+	// Every pace family says what it is, and the limiter's table-full
+	// count is a counter, as its _total name says.
+	for name, f := range fams {
+		if _, ours := help[name]; (ours || name == "http_requests_duration_seconds") && f.GetHelp() == "" {
+			t.Errorf("%s has no HELP text", name)
+		}
+		if strings.HasPrefix(name, "pace_") {
+			if _, ok := help[name]; !ok {
+				t.Errorf("%s is missing from the help table", name)
+			}
+		}
+	}
+	if f := fams["pace_ratelimit_full_rejections_total"]; f == nil || f.GetType().String() != "COUNTER" || f.Metric[0].GetCounter().GetValue() != 1 {
+		t.Errorf("pace_ratelimit_full_rejections_total = %v, want a counter at 1", f)
 	}
 	t.Log(b.String()[:1500])
 }

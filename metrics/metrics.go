@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"sync/atomic"
 
 	vm "github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/bytebufferpool"
 )
 
 // Config is the [metrics] section of proxy.toml.
@@ -99,6 +101,29 @@ type Metrics struct {
 	IdleConns         []atomic.Int64
 	rateLimitKeys     func() float64
 	rateLimitOverflow func() float64
+	fullRejections    *vm.Counter // set from rateLimitOverflow at each scrape
+}
+
+// help is the # HELP text of each of pace's metric families. The
+// metrics library writes HELP lines without text; WritePrometheus fills
+// these in.
+var help = map[string]string{
+	"http_requests_duration_seconds":         "Time from a request head's arrival to the end of its response, by method and status sent (499: none was).",
+	"pace_client_connections":                "Open client connections.",
+	"pace_client_connections_accepted_total": "Client connections accepted.",
+	"pace_client_connections_rejected_total": "Client connections closed at once: over max_connections, or while draining.",
+	"pace_ratelimited_total":                 "Requests answered 429 by the rate limiter.",
+	"pace_retries_total":                     "Attempts after a failed one (another backend, or a fresh connection after a stale pooled one).",
+	"pace_bad_requests_total":                "Requests rejected as malformed.",
+	"pace_backpressure_pauses_total":         "Times a connection was parked because its peer read too slowly.",
+	"pace_upstream_dials_total":              "New backend connections made.",
+	"pace_upstream_queued_total":             "Requests that waited for a busy backend connection because pace was out of file descriptors.",
+	"pace_upstream_requests_total":           "Exchanges completed, by backend.",
+	"pace_upstream_errors_total":             "Failed exchanges, by backend and kind (connect, timeout, bad_response, closed).",
+	"pace_backend_up":                        "1 while the backend is in rotation, 0 while it is skipped after failures.",
+	"pace_upstream_idle_connections":         "Pooled idle backend connections, by backend.",
+	"pace_ratelimit_keys":                    "Client keys the rate limiter tracks.",
+	"pace_ratelimit_full_rejections_total":   "New client keys answered 429 because the limiter's key table was full (max_keys).",
 }
 
 // New creates every metric for the given backends (their host:port names).
@@ -135,7 +160,8 @@ func New(backends []string, keys, overflow func() float64) *Metrics {
 		s.NewGauge("pace_ratelimit_keys", keys)
 	}
 	if overflow != nil {
-		s.NewGauge("pace_ratelimit_full_rejections", overflow)
+		m.rateLimitOverflow = overflow
+		m.fullRejections = s.NewCounter("pace_ratelimit_full_rejections_total")
 	}
 	return m
 }
@@ -177,6 +203,34 @@ func (m *Metrics) UpstreamErrors(i, kind int) uint64 { return m.upstreamErrors[i
 // WritePrometheus writes the exposition: pace's metrics, then the Go
 // runtime and process metrics (go_goroutines, process_resident_memory_bytes...).
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
+	if m.fullRejections != nil {
+		m.fullRejections.Set(uint64(m.rateLimitOverflow()))
+	}
+	b := bytebufferpool.Get()
+	defer bytebufferpool.Put(b)
+	m.set.WritePrometheus(b)
+	writeWithHelp(w, b.B)
 	vm.WriteProcessMetrics(w)
+}
+
+// writeWithHelp copies an exposition to w, giving each empty # HELP line
+// of pace's own families its text.
+func writeWithHelp(w io.Writer, src []byte) {
+	const prefix = "# HELP "
+	for len(src) > 0 {
+		line := src
+		if i := bytes.IndexByte(src, '\n'); i >= 0 {
+			line = src[:i+1]
+		}
+		src = src[len(line):]
+		if name, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\n")), []byte(prefix)); ok {
+			if text, ok := help[string(name)]; ok {
+				io.WriteString(w, prefix)
+				w.Write(name)
+				io.WriteString(w, " "+text+"\n")
+				continue
+			}
+		}
+		w.Write(line)
+	}
 }
