@@ -222,7 +222,10 @@ func TestIdleProxyIsNotWoken(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
 	p := startProxy(t, []string{b.addr()}, nil)
 	ticks := func() (n int64) {
-		for _, lp := range p.e.loops {
+		p.e.mu.Lock()
+		loops := p.e.loops
+		p.e.mu.Unlock()
+		for _, lp := range loops {
 			n += lp.ticks.Load()
 		}
 		return n
