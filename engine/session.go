@@ -110,6 +110,7 @@ type session struct {
 	headDone    bool
 	headQueued  bool // the response head waits in lp.head for the first body bytes
 	respStarted bool
+	observed    bool // the request is counted in the histogram (and access log)
 }
 
 var (
@@ -276,7 +277,7 @@ func (s *session) readRequest() bool {
 	s.isHead = s.method == 1
 	s.minor = r.Minor
 	s.closeAfter = !r.KeepAlive || e.draining.Load()
-	s.status, s.bytesOut, s.limited = 0, 0, false
+	s.status, s.bytesOut, s.limited, s.observed = 0, 0, false, false
 	s.be = nil
 	if e.access != nil {
 		s.target = append(s.target[:0], r.Target...)
@@ -625,6 +626,9 @@ func (s *session) local(status int, reason, body string) {
 	}
 	s.lp.head = h[:0]
 	s.bytesOut = int64(len(body))
+	// Counted before the write: a write that fails closes the client
+	// from inside it, and closed() must not count the request again.
+	s.record()
 	if s.cl.c == nil {
 		// The client is parked (its request body was being held back):
 		// keep the response in the session's own head buffer, whose
@@ -635,7 +639,17 @@ func (s *session) local(status int, reason, body string) {
 	} else {
 		s.writeClient(h)
 	}
-	e.met.Observe(s.method, status, float64(nanotime()-s.start)/1e9)
+}
+
+// record counts the current request in the histogram and the access log,
+// once. Loop.
+func (s *session) record() {
+	if s.observed {
+		return
+	}
+	s.observed = true
+	e := s.lp.e
+	e.met.Observe(s.method, s.status, float64(nanotime()-s.start)/1e9)
 	if e.access != nil {
 		e.access.request(s)
 	}
@@ -833,11 +847,7 @@ func (s *session) unfinished() {
 	if s.status == 0 {
 		s.status = 499
 	}
-	e := s.lp.e
-	e.met.Observe(s.method, s.status, float64(nanotime()-s.start)/1e9)
-	if e.access != nil {
-		e.access.request(s)
-	}
+	s.record()
 	s.st = stLinger
 }
 
@@ -887,6 +897,13 @@ func (s *session) expired(now int64) {
 		// The response waits for the client, not for the backend: the
 		// client has send_timeout to take some of it, like nginx's
 		// send_timeout between two successful writes.
+		if s.st == stExchange && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= e.bufLimit) {
+			// The client caught up (or was parked for its pipelined
+			// input with nothing queued): what is awaited now is the
+			// backend.
+			s.setDeadline(dlResponse, e.respTO)
+			return
+		}
 		if s.cl.c != nil {
 			if n := clamp32(s.cl.c.OutboundBuffered()); n < s.sendMark {
 				s.sendMark = n
@@ -993,7 +1010,7 @@ func (s *session) wantsInput() bool {
 		if s.reqDone {
 			return s.up != nil && s.up.buffered() > 0 // the response needs the client back
 		}
-		return s.up != nil && s.up.c != nil && s.up.c.OutboundBuffered() < s.lp.e.lowWater
+		return s.up != nil && s.up.c != nil && s.up.c.OutboundBuffered() <= s.lp.e.lowWater // as poll's stallBody
 	}
 	return s.up != nil && s.up.buffered() > 0
 }

@@ -145,7 +145,7 @@ func (up *upconn) dialFailed(err error) {
 	if s == nil || s.dead || s.gen != up.gen || s.st != stConnecting {
 		return
 	}
-	if skipped || err == errNoFDs {
+	if skipped {
 		// Nothing was tried: the backend is neither an attempt nor
 		// excluded. Pick prefers the others, and falls back on it only
 		// when all are down, as for any request.
@@ -153,10 +153,17 @@ func (up *upconn) dialFailed(err error) {
 		s.tried &^= 1 << uint(up.be.Index)
 	}
 	if err == errNoFDs {
-		// Wait for descriptors like a request that found the budget
-		// spent: a busy connection finishing, or the sweep, serves it;
-		// else 503 after connect_timeout.
-		s.enqueue(false)
+		// Not the backend's fault, so it is not excluded; but the
+		// attempt counts, so that a shortage that lasts ends in 503
+		// instead of a redial on every sweep. Until then the request
+		// waits like one that found the budget spent: a busy
+		// connection finishing, or the sweep's dial, serves it.
+		s.tried &^= 1 << uint(up.be.Index)
+		if s.attempts <= max(e.retries, 1) {
+			s.enqueue(false)
+			return
+		}
+		s.fail(503, "Service Unavailable", "503 Service Unavailable: pace is out of file descriptors\n")
 		return
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -524,12 +531,9 @@ func (s *session) finish() {
 	e := s.lp.e
 	up := s.up
 	s.up = nil
-	e.met.Observe(s.method, s.status, float64(nanotime()-s.start)/1e9)
+	s.record()
 	e.met.UpstreamRequests[s.be.Index].Inc()
 	e.bal.Success(s.be)
-	if e.access != nil {
-		e.access.request(s)
-	}
 	up.s = nil
 	if up.c != nil && !up.eof && !up.dead && s.resp.KeepAlive && s.reqDone &&
 		up.buffered() == 0 && up.c.OutboundBuffered() == 0 {
