@@ -92,6 +92,7 @@ type Engine struct {
 	uplinks  atomic.Int64
 	transit  atomic.Int64 // extra descriptors of enrolls in flight (see fdsInUse)
 	logGates logGates
+	asleep   atomic.Bool // the ticker sleeps until wake: no connection at all
 	fdBudget int64
 
 	xbackend [][]codec.Field // per backend: the X-Backend field
@@ -229,6 +230,11 @@ func fdBudget(e *Engine) int64 {
 // (EMFILE) though the budget said there were some. Any.
 func (e *Engine) fdsInUse() int64 {
 	return e.clients.Load() + e.uplinks.Load() + e.transit.Load()
+}
+
+// idle reports that pace holds no connection: nothing has a deadline. Any.
+func (e *Engine) idle() bool {
+	return e.clients.Load() == 0 && e.uplinks.Load() == 0 && e.transit.Load() == 0
 }
 
 // CheckListen binds the listen address once without SO_REUSEPORT and
@@ -395,6 +401,7 @@ func (e *Engine) ticker() {
 		case <-t.C:
 		case <-e.wake:
 		}
+		e.asleep.Store(false)
 		now := time.Now()
 		sweep := !now.Before(nextSweep)
 		if sweep {
@@ -421,10 +428,17 @@ func (e *Engine) ticker() {
 			default:
 			}
 		}
-		if !busy && e.clients.Load() == 0 && e.uplinks.Load() == 0 && e.transit.Load() == 0 {
+		if !busy && e.idle() {
 			// Nothing has a deadline: sleep until OnOpen's wake for the
 			// first client, so that an idle pace costs no CPU at all.
-			continue
+			// asleep is set before idle is checked again, and OnOpen
+			// counts its client before it reads asleep: one of the two
+			// sees the other.
+			e.asleep.Store(true)
+			if e.idle() {
+				continue
+			}
+			e.asleep.Store(false)
 		}
 		d := time.Until(nextSweep)
 		if busy && d > fast {
@@ -461,8 +475,8 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		e.met.ClientRejected.Inc()
 		return nil, gnet.Close
 	}
-	if n == 1 {
-		select { // the ticker may be asleep with nothing to time
+	if n == 1 && e.asleep.Swap(false) {
+		select { // the ticker sleeps with nothing to time
 		case e.wake <- struct{}{}:
 		default:
 		}
