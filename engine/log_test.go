@@ -1,6 +1,9 @@
 package engine
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // A message logs at most logBurst lines a second; the count of the lines
 // held back goes out with the next line that passes.
@@ -28,5 +31,23 @@ func TestLogGates(t *testing.T) {
 	}
 	if n, ok := g.pass("backend connect failed", 6*sec+1); !ok || n != 0 {
 		t.Fatalf("after the report: pass = %d, %v; want 0, true", n, ok)
+	}
+}
+
+func TestRequestLineGuess(t *testing.T) {
+	for _, tc := range []struct{ in, method, target string }{
+		{"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "GET", "/x"},
+		{"POST /a?b=c HTTP/1.1\r\n", "POST", "/a?b=c"},
+		{"GET /x", "GET", "/x"},
+		{"GET /\x00x HTTP/1.1\r\n", "GET", "-"},
+		{"GET /" + strings.Repeat("a", 300) + " HTTP/1.1\r\n", "GET", "-"},
+		{"\x16\x03\x01\x02\x00", "", "-"},
+		{"NOSPACEATALL", "", "-"},
+		{" /x HTTP/1.1\r\n", "", "-"},
+	} {
+		m, tg := requestLineGuess([]byte(tc.in))
+		if string(m) != tc.method || string(tg) != tc.target {
+			t.Errorf("requestLineGuess(%q) = %q, %q, want %q, %q", tc.in, m, tg, tc.method, tc.target)
+		}
 	}
 }

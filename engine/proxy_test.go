@@ -1025,3 +1025,21 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 		p.stop(t)
 	}
 }
+
+// A request rejected as malformed is counted under its method when its
+// request line shows one (before, always OTHER).
+func TestBadRequestKeepsItsMethod(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	conn := dialProxy(t, p)
+	fmt.Fprintf(conn, "DELETE /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("duplicate Host: %v, %v", resp, err)
+	}
+	const key = `http_requests_duration_seconds_count{method="DELETE",status="400"}`
+	if v := scrape(t, p)[key]; v != 1 {
+		t.Fatalf("%s = %v, want 1", key, v)
+	}
+}

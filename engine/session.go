@@ -268,7 +268,7 @@ func (s *session) readRequest() bool {
 	}
 	s.gotBytes, s.scanned, s.sawNL, s.unread = false, 0, false, false
 	if err != nil {
-		s.badRequest(err)
+		s.badRequest(err, in)
 		return false
 	}
 	r := &s.req
@@ -586,13 +586,17 @@ func (s *session) badBody(err error) {
 }
 
 // badRequest answers a request head pace rejected and closes. Loop.
-func (s *session) badRequest(err error) {
+func (s *session) badRequest(err error, in []byte) {
 	e := s.lp.e
 	st := codec.StatusOf(err)
 	e.met.BadRequests.Inc()
 	e.logf(levelInfo, "bad request", "client", s.ip, "status", st, "err", err)
 	s.start = nanotime()
-	s.method = metrics.MethodOther
+	// Label and log it with what the request line shows, when that much
+	// is plain: its method if known, its target if printable.
+	method, target := requestLineGuess(in)
+	s.method = metrics.MethodIndex(method)
+	s.target = append(s.target[:0], target...)
 	s.isHead = false
 	s.minor = 1
 	s.closeAfter, s.unread = true, true
@@ -874,6 +878,7 @@ func (s *session) expired(now int64) {
 			s.closeAfter, s.unread = true, true
 			s.start = now
 			s.method = metrics.MethodOther
+			s.target = append(s.target[:0], dash...) // not the last request's
 			s.minor = 1
 			s.isHead = false
 			s.limited = false
@@ -1055,6 +1060,28 @@ func (s *session) reopened(c gnet.Conn) {
 		s.process()
 	}
 }
+
+// requestLineGuess returns the method and target of a request line that
+// failed to parse, where they are plain: a method is a token before the
+// first SP; a target is up to 256 visible ASCII bytes before the next SP
+// or line end, else "-". No allocation.
+func requestLineGuess(in []byte) (method, target []byte) {
+	sp := bytes.IndexByte(in[:min(len(in), 24)], ' ')
+	if sp <= 0 {
+		return nil, dash
+	}
+	rest := in[sp+1:]
+	end := 0
+	for end < len(rest) && end <= 256 && rest[end] > ' ' && rest[end] < 0x7f {
+		end++
+	}
+	if end == 0 || end > 256 || (end < len(rest) && rest[end] != ' ' && rest[end] != '\r' && rest[end] != '\n') {
+		return in[:sp], dash
+	}
+	return in[:sp], rest[:end]
+}
+
+var dash = []byte("-")
 
 // isPath reports whether target is path, optionally followed by a query.
 func isPath(target []byte, path string) bool {
