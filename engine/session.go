@@ -596,7 +596,9 @@ func (s *session) badRequest(err error, in []byte) {
 	// is plain: its method if known, its target if printable.
 	method, target := requestLineGuess(in)
 	s.method = metrics.MethodIndex(method)
-	s.target = append(s.target[:0], target...)
+	if e.access != nil {
+		s.target = append(s.target[:0], target...)
+	}
 	s.isHead = false
 	s.minor = 1
 	s.closeAfter, s.unread = true, true
@@ -878,7 +880,9 @@ func (s *session) expired(now int64) {
 			s.closeAfter, s.unread = true, true
 			s.start = now
 			s.method = metrics.MethodOther
-			s.target = append(s.target[:0], dash...) // not the last request's
+			if e.access != nil {
+				s.target = append(s.target[:0], dash...) // not the last request's
+			}
 			s.minor = 1
 			s.isHead = false
 			s.limited = false
