@@ -991,7 +991,13 @@ func (s *session) poll(now int64) bool {
 	if s.stallOut && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= lw) {
 		s.stallOut = false
 		if s.dl == dlSend && s.st == stHead {
-			s.setDeadline(dlIdle, s.lp.e.idleTO) // as done() left it
+			// Back to what the wait replaced: the next head's deadline
+			// if some of it came, else the idle one done() set.
+			if s.gotBytes {
+				s.setDeadline(dlHeader, s.lp.e.headerTO)
+			} else {
+				s.setDeadline(dlIdle, s.lp.e.idleTO)
+			}
 		}
 		s.process()
 	}
