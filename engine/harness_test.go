@@ -266,6 +266,20 @@ func dialProxy(t testing.TB, p *testProxy) net.Conn {
 	return c
 }
 
+// sendRaw writes req (raw bytes, from a goroutine, so that a request pace
+// rejects half-read cannot block the test) on a new connection to p and
+// reads the response head; the body is left to read from resp.Body.
+func sendRaw(t testing.TB, p *testProxy, req string) *http.Response {
+	t.Helper()
+	conn := dialProxy(t, p)
+	go conn.Write([]byte(req))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("response to %.60q: %v", req, err)
+	}
+	return resp
+}
+
 // holdingBackend accepts connections, reads one request head on each and
 // then neither reads nor answers until release (or the test's end) closes
 // them. release may be called more than once.

@@ -944,15 +944,8 @@ func TestBadInputResponseText(t *testing.T) {
 			"400 Bad Request: codec: malformed chunked encoding"},
 		{"tls", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", "400 Bad Request: codec: TLS handshake on a plain-HTTP port"},
 	} {
-		conn := dialProxy(t, p)
-		go conn.Write([]byte(tc.in))
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
+		resp := sendRaw(t, p, tc.in)
 		body, _ := io.ReadAll(resp.Body)
-		conn.Close()
 		if !strings.HasPrefix(string(body), tc.want) || !strings.HasPrefix(string(body), strconv.Itoa(resp.StatusCode)+" ") {
 			t.Errorf("%s: %d %q, want a body starting %q", tc.name, resp.StatusCode, body, tc.want)
 		}
@@ -1006,13 +999,7 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 	})
 	for _, keep := range []bool{false, true} {
 		p := startProxy(t, []string{b.addr()}, func(o *Options) { o.Server.UnderscoresInHeaders = keep })
-		conn := dialProxy(t, p)
-		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\n\r\n")
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := sendRaw(t, p, "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\n\r\n")
 		body, _ := io.ReadAll(resp.Body)
 		want := `[] ["1"]`
 		if keep {
@@ -1021,7 +1008,6 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 		if string(body) != want {
 			t.Errorf("underscores_in_headers = %v: backend saw %s, want %s", keep, body, want)
 		}
-		conn.Close()
 		p.stop(t)
 	}
 }
@@ -1031,12 +1017,8 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 func TestBadRequestKeepsItsMethod(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
 	p := startProxy(t, []string{b.addr()}, nil)
-	conn := dialProxy(t, p)
-	fmt.Fprintf(conn, "DELETE /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil || resp.StatusCode != 400 {
-		t.Fatalf("duplicate Host: %v, %v", resp, err)
+	if resp := sendRaw(t, p, "DELETE /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"); resp.StatusCode != 400 {
+		t.Fatalf("duplicate Host: %d, want 400", resp.StatusCode)
 	}
 	const key = `http_requests_duration_seconds_count{method="DELETE",status="400"}`
 	if v := scrape(t, p)[key]; v != 1 {

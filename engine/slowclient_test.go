@@ -203,13 +203,7 @@ func TestResetEndsNoCloseDelimitedBody(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0) // close with RST
 	})
 	p := startProxy(t, []string{be}, nil)
-	conn := dialProxy(t, p)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := sendRaw(t, p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	body, err := io.ReadAll(resp.Body)
 	if err == nil {
 		t.Fatalf("read %d bytes and a clean end, want an error: the backend reset mid-body", len(body))
