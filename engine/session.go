@@ -219,8 +219,7 @@ func (s *session) process() {
 				// after it has sent the last response.
 				if !s.stallOut {
 					s.stallOut = true
-					s.sendMark = clamp32(s.cl.c.OutboundBuffered())
-					s.setDeadline(dlSend, s.lp.e.sendTO)
+					s.awaitClient()
 					s.watch()
 				}
 				break
@@ -914,9 +913,8 @@ func (s *session) expired(now int64) {
 			return
 		}
 		if s.cl.c != nil {
-			if n := clamp32(s.cl.c.OutboundBuffered()); n < s.sendMark {
-				s.sendMark = n
-				s.setDeadline(dlSend, e.sendTO)
+			if clamp32(s.cl.c.OutboundBuffered()) < s.sendMark {
+				s.awaitClient() // it took some: send_timeout again
 				return
 			}
 		}
@@ -957,6 +955,14 @@ func (s *session) drain() {
 		// closes at once when nothing is queued).
 		s.closeGracefully()
 	}
+}
+
+// awaitClient times a wait for the client to read what is queued for it
+// by send_timeout, noting how much is queued now to tell progress at
+// expiry. Loop.
+func (s *session) awaitClient() {
+	s.sendMark = clamp32(s.cl.c.OutboundBuffered())
+	s.setDeadline(dlSend, s.lp.e.sendTO)
 }
 
 // watch puts s on its loop's watch list, once: poll drops it when no

@@ -102,7 +102,7 @@ func (e *Engine) connectUp(up *upconn) error {
 	}
 	e.met.UpstreamDials.Inc()
 	nc, err := e.bal.Dial(context.Background(), up.be)
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+	if outOfFDs(err) {
 		e.logf(levelWarn, "no descriptor for a backend connection", "backend", up.be.Addr, "err", err)
 		return errNoFDs
 	}
@@ -122,13 +122,18 @@ func (e *Engine) connectUp(up *upconn) error {
 	// goes now (gnet closes it too, a moment later; a second Close is
 	// harmless), before dial gives its budget back.
 	_ = nc.Close()
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+	if outOfFDs(err) {
 		err = errNoFDs
 	}
 	if err != nil {
 		e.logf(levelWarn, "enrolling a backend connection failed", "backend", up.be.Addr, "err", err)
 	}
 	return err
+}
+
+// outOfFDs reports an error that means pace itself has no descriptor left.
+func outOfFDs(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // dialFailed runs on the loop when a dial or enroll failed.
@@ -417,8 +422,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		if s.cl.c.OutboundBuffered() > e.bufLimit {
 			// From here the response waits for the client: time it by
 			// send_timeout, not the backend's response_timeout.
-			s.sendMark = clamp32(s.cl.c.OutboundBuffered())
-			s.setDeadline(dlSend, e.sendTO)
+			s.awaitClient()
 			if inCb && up.c != nil {
 				if act, ok := s.holdUp(up); ok || s.up != up {
 					return act
