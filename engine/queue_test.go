@@ -313,3 +313,50 @@ func TestFifoSkipsWaitersThatTriedTheBackend(t *testing.T) {
 		t.Fatalf("popFor(stQueued, backend 1) = %p, want the queued session", got)
 	}
 }
+
+// A closed session is reused for a later client only where no stale
+// reference can reach the new one: its waiter entries and dials in flight
+// compare an attempt number that reuse moves on, and a session still on
+// the watch list or with an enroll in flight (whose OnOpen would hand the
+// old client's socket to the new client) is not reused at all.
+func TestSessionReuseLeavesStaleReferencesStale(t *testing.T) {
+	lp := &loop{}
+	old := lp.takeSession()
+	old.st, old.status, old.closeAfter = stQueued, 200, true
+	var f fifo
+	f.push(old)
+	dialFor := &upconn{s: old, gen: old.gen} // a dial made for old's attempt
+	old.dead, old.st = true, stClosed
+	lp.putSession(old)
+	s := lp.takeSession()
+	if s != old {
+		t.Fatal("a closed session was not reused: the test tests nothing")
+	}
+	if s.dead || s.status != 0 || s.closeAfter || s.values == nil {
+		t.Fatalf("reused session: dead %v, status %d, closeAfter %v, values set %v; want it live and reset, with its field lookup",
+			s.dead, s.status, s.closeAfter, s.values != nil)
+	}
+	s.st = stQueued // the new client waits too
+	if got := f.pop(stQueued); got != nil {
+		t.Fatal("the old client's queue entry served the new client")
+	}
+	if dialFor.gen == s.gen {
+		t.Fatal("a dial made for the old client would count as the new client's")
+	}
+
+	for _, c := range []struct {
+		name string
+		set  func(*session)
+	}{
+		{"watched", func(s *session) { s.watched = true }},
+		{"enroll in flight", func(s *session) { s.cl.resuming = true }},
+	} {
+		lp := &loop{}
+		s := &session{lp: lp, dead: true, st: stClosed}
+		c.set(s)
+		lp.putSession(s)
+		if got := lp.takeSession(); got == s {
+			t.Errorf("a session closed while %s was reused", c.name)
+		}
+	}
+}

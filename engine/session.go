@@ -132,7 +132,7 @@ var (
 // newSession starts serving a client connection. Loop.
 func (lp *loop) newSession(c gnet.Conn) {
 	e := lp.e
-	s := &session{lp: lp}
+	s := lp.takeSession()
 	s.cl.c = c
 	s.cl.fd = -1
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -143,7 +143,6 @@ func (lp *loop) newSession(c gnet.Conn) {
 	s.resp.Fields = lp.takeFields()
 	s.head = lp.takeBytes(0)
 	s.xff = lp.takeBytes(0)
-	s.values = s.req.Value
 	c.SetContext(s)
 	s.prev = lp.sessions.prev
 	s.next = &lp.sessions
@@ -837,6 +836,7 @@ func (s *session) closed(err error) {
 	s.cl.c = nil
 	s.st = stClosed
 	s.recycle()
+	s.lp.putSession(s)
 }
 
 // unfinished records a request whose exchange ends before its response
