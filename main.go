@@ -18,6 +18,7 @@ import (
 	_ "net/http/pprof" // served only on the opt-in -pprof listener
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -114,6 +115,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "pace: %v\n", err)
 		return 1
 	}
+	procs := spareProc(e.Workers())
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
@@ -140,7 +142,7 @@ func run() int {
 		log.Error("cannot listen", "err", err)
 		return 1
 	}
-	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", e.Workers(),
+	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", e.Workers(), "procs", procs,
 		"backends", strings.Join(fc.Upstreams.Backends, ","), "max_retries", fc.Upstreams.Retries(),
 		"rate_limit", limit, "metrics", metricsAt)
 
@@ -277,4 +279,22 @@ func printConfig(path string, fc *fileConfig) {
 	} else {
 		fmt.Printf("  metrics       off\n")
 	}
+}
+
+// spareProc makes GOMAXPROCS at least one more than the event loops and
+// returns it. An event loop waits for events in a blocking epoll_wait,
+// which the Go runtime sees as a system call; with no idle P, the runtime's
+// monitor hands the waiting loop's P to a new thread after 20 us and the
+// loop must win a P back when events come (a futex wake-up, a context
+// switch and a monitor wake-up per wait, measured at about 0.5 and 0.3 per
+// connection under ab). While a P is idle the runtime leaves a loop in its
+// system call alone for up to 10 ms. One spare P buys that: 5-8% more
+// requests per second with keep-alive on a 2-core machine (the closing
+// note of this change has the runs). A GOMAXPROCS set in the environment
+// is left as it is.
+func spareProc(workers int) int {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) <= workers {
+		runtime.GOMAXPROCS(workers + 1)
+	}
+	return runtime.GOMAXPROCS(0)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -41,5 +42,28 @@ func TestConfigPath(t *testing.T) {
 	os.WriteFile("proxy.toml", nil, 0o644)
 	if got := configPath("proxy.toml"); got != "proxy.toml" {
 		t.Errorf("both: configPath = %q, want proxy.toml", got)
+	}
+}
+
+// The event loops get one more P than there are loops, unless $GOMAXPROCS
+// says otherwise; more than that is left as it is.
+func TestSpareProc(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "")
+	for _, c := range []struct{ procs, workers, want int }{
+		{2, 2, 3},
+		{1, 4, 5},
+		{8, 4, 8},
+		{5, 4, 5},
+	} {
+		runtime.GOMAXPROCS(c.procs)
+		if got := spareProc(c.workers); got != c.want || runtime.GOMAXPROCS(0) != c.want {
+			t.Errorf("GOMAXPROCS %d: spareProc(%d) = %d, want %d", c.procs, c.workers, got, c.want)
+		}
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2)
+	if got := spareProc(2); got != 2 {
+		t.Errorf("with $GOMAXPROCS=2: spareProc(2) = %d, want 2 (the operator's choice)", got)
 	}
 }
