@@ -6,10 +6,11 @@
 #   bash scripts/test_proxy.sh
 #
 # Builds what is missing or out of date (./pace with `go build -o pace .`,
-# ./bin/backend from bench/backend), starts backend1 on 127.0.0.1:8000 and
-# backend2 on 127.0.0.1:8001, then pace with $PACE_CONFIG (default
-# ./proxy.toml, else ./config/proxy.toml) and log level $PACE_LOG (default
-# info). It waits until every port answers, prints what runs where, and
+# ./bin/backend from bench/backend), then a test backend on each loopback
+# address in the config's [upstreams] backends (backend1, backend2, ... in
+# their order; 127.0.0.1:8000 and :8001 in ./proxy.toml), then pace with
+# $PACE_CONFIG (default ./proxy.toml, else ./config/proxy.toml) and log
+# level $PACE_LOG (default info). It waits until every port answers, prints what runs where, and
 # stays in the foreground: Ctrl-C or SIGTERM stops everything it started.
 # A backend that exits (say, killed to watch failover) is reported and the
 # rest keep running; if pace exits on its own, the backends are stopped
@@ -82,17 +83,26 @@ fi
 [ -n "$CONFIG" ] || die "no config: set PACE_CONFIG or create ./proxy.toml (e.g. cp deploy/proxy.toml proxy.toml)"
 [ -f "$CONFIG" ] || die "config $CONFIG does not exist"
 
-# The port pace listens on, from [server] listen (default 8080).
-LISTEN=$(sed -n 's/^[[:space:]]*listen[[:space:]]*=[[:space:]]*"\(.*\)".*/\1/p' "$CONFIG" | head -n 1)
-PACE_PORT=${LISTEN##*:}
-[[ $PACE_PORT =~ ^[0-9]+$ ]] || PACE_PORT=8080
+CHECK=$(./pace -check -config "$CONFIG") || die "pace -check rejects $CONFIG"
+echo "$CHECK"
 
-for port in 8000 8001 "$PACE_PORT"; do
-	if port_open "$port"; then
-		die "port $port is already in use (find it with: lsof -i :$port, or ss -ltnp | grep :$port)"
+# The port pace listens on and the backends, as pace itself reads them.
+LISTEN=$(awk '$1 == "listen" {print $2; exit}' <<<"$CHECK")
+PACE_PORT=${LISTEN##*:}
+[[ $PACE_PORT =~ ^[0-9]+$ ]] || die "cannot tell pace's port from: $LISTEN"
+BACKENDS=()   # host:port of the test backends to start (loopback ones)
+for addr in $(awk '$1 == "backend" {print $2}' <<<"$CHECK"); do
+	case ${addr%:*} in
+	127.* | localhost) BACKENDS+=("$addr") ;;
+	*) echo "start_all.sh: backend $addr is not on this host; start it yourself" >&2 ;;
+	esac
+done
+
+for addr in "${BACKENDS[@]}" "127.0.0.1:$PACE_PORT"; do
+	if port_open "${addr##*:}"; then
+		die "port ${addr##*:} is already in use (find it with: lsof -i :${addr##*:}, or ss -ltnp | grep :${addr##*:})"
 	fi
 done
-./pace -check -config "$CONFIG" || die "pace -check rejects $CONFIG"
 
 # ---- start -----------------------------------------------------------------
 start() { # name port command...
@@ -105,8 +115,10 @@ start() { # name port command...
 	NAMES+=("$name")
 	wait_port "$port" "$!" "$name"
 }
-start backend1 8000 ./bin/backend -listen 127.0.0.1:8000 -name backend1 -quiet
-start backend2 8001 ./bin/backend -listen 127.0.0.1:8001 -name backend2 -quiet
+for i in "${!BACKENDS[@]}"; do
+	addr=${BACKENDS[i]}
+	start "backend$((i + 1))" "${addr##*:}" ./bin/backend -listen "$addr" -name "backend$((i + 1))" -quiet
+done
 PACE_LOG=${PACE_LOG:-info}
 export PACE_LOG
 start pace "$PACE_PORT" ./pace -config "$CONFIG" -log-level "$PACE_LOG"
@@ -114,9 +126,8 @@ start pace "$PACE_PORT" ./pace -config "$CONFIG" -log-level "$PACE_LOG"
 cat <<EOF
 
 running (Ctrl-C stops all):
-  backend1  pid ${PIDS[0]}  http://127.0.0.1:8000/
-  backend2  pid ${PIDS[1]}  http://127.0.0.1:8001/
-  pace      pid ${PIDS[2]}  http://localhost:$PACE_PORT/  (config $CONFIG, log $PACE_LOG)
+$(for i in "${!BACKENDS[@]}"; do echo "  backend$((i + 1))  pid ${PIDS[i]}  http://${BACKENDS[i]}/"; done)
+  pace      pid ${PIDS[-1]}  http://localhost:$PACE_PORT/  (config $CONFIG, log $PACE_LOG)
 
 try:
   curl -s http://localhost:$PACE_PORT/ | grep backend
