@@ -233,7 +233,16 @@ func (lp *loop) putFields(f []codec.Field) {
 // target. Loop.
 func (lp *loop) takeSession() *session {
 	if s := takeSpare(&lp.spareSessions); s != nil {
-		s.dead = false
+		// Reset here, not in putSession: a call chain that closed s may
+		// still write to it (a failed write closes the session inside
+		// Write), and OnOpen never runs inside another callback, so by
+		// now every such chain has returned.
+		target := s.target[:0]
+		if cap(target) > maxSpareBytes {
+			target = nil
+		}
+		*s = session{lp: lp, values: s.values, gen: s.gen + 1, target: target}
+		s.cl.fd = -1
 		return s
 	}
 	s := &session{lp: lp}
@@ -241,22 +250,18 @@ func (lp *loop) takeSession() *session {
 	return s
 }
 
-// putSession keeps the closed session s for a later client, reset. Every
-// reference to a session that outlives it is either checked against its
-// attempt number (gen: waiter queues, dials in flight), which the reset
-// moves on, or keeps s out of the pool: an entry on the watch list (until
-// the next tick drops it) or an enroll in flight, whose OnOpen would find
-// the new client's session. A reused session stays dead until taken, as
-// every stale reference expects. Loop.
+// putSession keeps the closed session s for a later client; takeSession
+// resets it. Every reference to a session that outlives it is either
+// checked against its attempt number (gen: waiter queues, dials in
+// flight), which the reset moves on, or keeps s out of the pool: an entry
+// on the watch list (until the next tick drops it) or an enroll in
+// flight, whose OnOpen would find the new client's session. Until taken,
+// s stays dead, as every stale reference expects. Loop.
 func (lp *loop) putSession(s *session) {
 	if s.watched || s.cl.resuming || len(lp.spareSessions) >= maxSpare {
 		return
 	}
-	target := s.target[:0]
-	if cap(target) > maxSpareBytes {
-		target = nil
-	}
-	*s = session{lp: lp, values: s.values, gen: s.gen + 1, target: target, dead: true, st: stClosed}
+	s.replay, s.cl.pend = nil, nil // up to 64 KiB each; a spare holds none
 	lp.spareSessions = append(lp.spareSessions, s)
 }
 

@@ -360,3 +360,32 @@ func TestSessionReuseLeavesStaleReferencesStale(t *testing.T) {
 		}
 	}
 }
+
+// A /metrics answer whose write fails closes its session inside Write,
+// and serveMetrics goes on to record the request from the session's
+// fields. Reset for reuse at that point, the session had method GET and
+// start 0: a HEAD became a GET lasting the process's uptime. Sessions are
+// reset when taken for the next client instead.
+func TestClosedSessionKeepsItsFieldsUntilReused(t *testing.T) {
+	p := startProxy(t, []string{"127.0.0.1:1"}, nil)
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // accepted by now
+		block := make(chan struct{})
+		p.e.each(func(lp *loop) { <-block })
+		c.Write([]byte("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a reset, read with the request: the answer's write fails
+		time.Sleep(10 * time.Millisecond)
+		close(block)
+		time.Sleep(10 * time.Millisecond)
+	}
+	m := scrape(t, p)
+	get, head := m[`http_requests_duration_seconds_count{method="GET",status="200"}`], m[`http_requests_duration_seconds_count{method="HEAD",status="200"}`]
+	if get != 0 || head != 20 {
+		t.Errorf("HEAD /metrics with failed writes counted %v times as HEAD and %v as GET, want 20 and 0", head, get)
+	}
+}

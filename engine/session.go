@@ -1037,9 +1037,12 @@ func (s *session) wantsInput() bool {
 }
 
 func (s *session) unparkFailed() {
-	s.cl.resuming = false
 	s.cl.parked = false
+	// Closed while still resuming, so that it is never reused: gnet can
+	// report a failed Enroll whose register task still runs, and that
+	// OnOpen must find this dead session, not a new client's.
 	s.closed(nil)
+	s.cl.resuming = false
 }
 
 // clamp32 converts a length to int32, saturating.
