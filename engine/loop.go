@@ -237,11 +237,7 @@ func (lp *loop) takeSession() *session {
 		// still write to it (a failed write closes the session inside
 		// Write), and OnOpen never runs inside another callback, so by
 		// now every such chain has returned.
-		target := s.target[:0]
-		if cap(target) > maxSpareBytes {
-			target = nil
-		}
-		*s = session{lp: lp, values: s.values, gen: s.gen + 1, target: target}
+		*s = session{lp: lp, values: s.values, gen: s.gen + 1, target: s.target[:0]}
 		s.cl.fd = -1
 		return s
 	}
@@ -256,12 +252,16 @@ func (lp *loop) takeSession() *session {
 // flight), which the reset moves on, or keeps s out of the pool: an entry
 // on the watch list (until the next tick drops it) or an enroll in
 // flight, whose OnOpen would find the new client's session. Until taken,
-// s stays dead, as every stale reference expects. Loop.
+// s stays dead, as every stale reference expects, and untouched. A spare
+// holds at most maxSpareBytes in each of its target and replay buffers
+// (the reset drops replay) and nothing read while parked: its request
+// fields may point into that. Loop.
 func (lp *loop) putSession(s *session) {
-	if s.watched || s.cl.resuming || len(lp.spareSessions) >= maxSpare {
+	if s.watched || s.cl.resuming || cap(s.cl.pend) > 0 ||
+		cap(s.target) > maxSpareBytes || cap(s.replay) > maxSpareBytes ||
+		len(lp.spareSessions) >= maxSpare {
 		return
 	}
-	s.replay, s.cl.pend = nil, nil // up to 64 KiB each; a spare holds none
 	lp.spareSessions = append(lp.spareSessions, s)
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pace-proxy/pace/config"
+	"github.com/pace-proxy/pace/metrics"
 	"github.com/pace-proxy/pace/upstream"
 )
 
@@ -344,12 +345,34 @@ func TestSessionReuseLeavesStaleReferencesStale(t *testing.T) {
 		t.Fatal("a dial made for the old client would count as the new client's")
 	}
 
+	// A session whose unpark failed is closed while it still counts as
+	// resuming: gnet may yet run the register task of an Enroll it
+	// reported failed, and that OnOpen must not find a new client.
+	e := &Engine{met: metrics.New([]string{"b"}, nil, nil)}
+	lp = &loop{e: e}
+	lp.sessions.next, lp.sessions.prev = &lp.sessions, &lp.sessions
+	parked := lp.takeSession()
+	parked.prev, parked.next = &lp.sessions, &lp.sessions
+	lp.sessions.next, lp.sessions.prev = parked, parked
+	e.clients.Add(1)
+	parked.cl.fd, parked.cl.parked, parked.cl.resuming = -1, true, true
+	parked.unparkFailed()
+	if !parked.dead || parked.cl.resuming {
+		t.Fatalf("after unparkFailed: dead %v, resuming %v; want closed and no longer resuming", parked.dead, parked.cl.resuming)
+	}
+	if got := lp.takeSession(); got == parked {
+		t.Error("a session whose unpark failed was reused")
+	}
+
 	for _, c := range []struct {
 		name string
 		set  func(*session)
 	}{
 		{"watched", func(s *session) { s.watched = true }},
 		{"enroll in flight", func(s *session) { s.cl.resuming = true }},
+		{"parked once", func(s *session) { s.cl.pend = make([]byte, 0, 16) }},
+		{"with a long target", func(s *session) { s.target = make([]byte, 0, maxSpareBytes+1) }},
+		{"with a large replay buffer", func(s *session) { s.replay = make([]byte, 0, maxSpareBytes+1) }},
 	} {
 		lp := &loop{}
 		s := &session{lp: lp, dead: true, st: stClosed}
@@ -373,7 +396,11 @@ func TestClosedSessionKeepsItsFieldsUntilReused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond) // accepted by now
+		for wait := time.Now().Add(5 * time.Second); p.e.clients.Load() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(wait) {
+				t.Fatal("the connection was never accepted")
+			}
+		}
 		block := make(chan struct{})
 		p.e.each(func(lp *loop) { <-block })
 		c.Write([]byte("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -381,11 +408,21 @@ func TestClosedSessionKeepsItsFieldsUntilReused(t *testing.T) {
 		c.Close() // a reset, read with the request: the answer's write fails
 		time.Sleep(10 * time.Millisecond)
 		close(block)
-		time.Sleep(10 * time.Millisecond)
+		for wait := time.Now().Add(5 * time.Second); p.e.clients.Load() != 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(wait) {
+				t.Fatal("the reset connection was never closed")
+			}
+		}
 	}
-	m := scrape(t, p)
-	get, head := m[`http_requests_duration_seconds_count{method="GET",status="200"}`], m[`http_requests_duration_seconds_count{method="HEAD",status="200"}`]
-	if get != 0 || head != 20 {
-		t.Errorf("HEAD /metrics with failed writes counted %v times as HEAD and %v as GET, want 20 and 0", head, get)
+	// Each scrape is a GET /metrics too, counted after it answers: the
+	// n-th sees n-1 of them.
+	var get, head, scrapes float64
+	for wait := time.Now().Add(5 * time.Second); head < 20 && time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+		m := scrape(t, p)
+		scrapes++
+		get, head = m[`http_requests_duration_seconds_count{method="GET",status="200"}`], m[`http_requests_duration_seconds_count{method="HEAD",status="200"}`]
+	}
+	if get != scrapes-1 || head != 20 {
+		t.Errorf("HEAD /metrics with failed writes counted %v times as HEAD and %v as GET, want 20 and %v (the scrapes)", head, get, scrapes-1)
 	}
 }
