@@ -115,7 +115,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "pace: %v\n", err)
 		return 1
 	}
-	procs := spareProc(e.Workers())
+	procs := spareProc(e.Workers(), runtime.NumCPU())
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
@@ -290,10 +290,14 @@ func printConfig(path string, fc *fileConfig) {
 // connection under ab). While a P is idle the runtime leaves a loop in its
 // system call alone for up to 10 ms. One spare P buys that: 6-17% more
 // requests per second with keep-alive on a 2-core machine, and about as
-// many without (see the commit that added it). A GOMAXPROCS set in the
-// environment is left as it is.
-func spareProc(workers int) int {
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) <= workers {
+// many without (see the commit that added it).
+//
+// It is left as it is when $GOMAXPROCS is set, and when the runtime chose
+// fewer Ps than ncpu (the CPUs pace may run on): that is Go's reading of a
+// cgroup CPU limit, and a P over the limit would let the collector's idle
+// workers run pace into CPU throttling.
+func spareProc(workers, ncpu int) int {
+	if p := runtime.GOMAXPROCS(0); os.Getenv("GOMAXPROCS") == "" && p <= workers && p >= ncpu {
 		runtime.GOMAXPROCS(workers + 1)
 	}
 	return runtime.GOMAXPROCS(0)

@@ -46,24 +46,26 @@ func TestConfigPath(t *testing.T) {
 }
 
 // The event loops get one more P than there are loops, unless $GOMAXPROCS
-// says otherwise; more than that is left as it is.
+// says otherwise, or Go chose fewer Ps than CPUs (a cgroup CPU limit); more
+// than that is left as it is.
 func TestSpareProc(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	t.Setenv("GOMAXPROCS", "")
-	for _, c := range []struct{ procs, workers, want int }{
-		{2, 2, 3},
-		{1, 4, 5},
-		{8, 4, 8},
-		{5, 4, 5},
+	for _, c := range []struct{ procs, ncpu, workers, want int }{
+		{2, 2, 2, 3},
+		{1, 1, 4, 5},
+		{8, 8, 4, 8},
+		{5, 8, 4, 5},
+		{2, 16, 2, 2}, // a 2-CPU limit on a 16-CPU host
 	} {
 		runtime.GOMAXPROCS(c.procs)
-		if got := spareProc(c.workers); got != c.want || runtime.GOMAXPROCS(0) != c.want {
-			t.Errorf("GOMAXPROCS %d: spareProc(%d) = %d, want %d", c.procs, c.workers, got, c.want)
+		if got := spareProc(c.workers, c.ncpu); got != c.want || runtime.GOMAXPROCS(0) != c.want {
+			t.Errorf("GOMAXPROCS %d of %d CPUs: spareProc(%d) = %d, want %d", c.procs, c.ncpu, c.workers, got, c.want)
 		}
 	}
 	t.Setenv("GOMAXPROCS", "2")
 	runtime.GOMAXPROCS(2)
-	if got := spareProc(2); got != 2 {
+	if got := spareProc(2, 2); got != 2 {
 		t.Errorf("with $GOMAXPROCS=2: spareProc(2) = %d, want 2 (the operator's choice)", got)
 	}
 }
