@@ -10,7 +10,7 @@ PKGS       = ./config ./upstream ./metrics ./codec ./ratelimit ./engine
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o pace .
 
-## run: start two test backends (8000, 8001) and pace (8080); Ctrl-C stops all
+## run: start the test backends proxy.toml names (8000, 8001) and pace (8080); Ctrl-C stops all
 run:
 	bash scripts/start_all.sh
 

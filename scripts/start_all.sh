@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/start_all.sh - run the local stack: two test backends and pace.
+# scripts/start_all.sh - run the local stack: test backends and pace.
 #
 #   bash scripts/start_all.sh            # then, in another terminal:
 #   curl -s localhost:8080/ | grep backend
@@ -7,10 +7,11 @@
 #
 # Builds what is missing or out of date (./pace with `go build -o pace .`,
 # ./bin/backend from bench/backend), then a test backend on each loopback
-# address in the config's [upstreams] backends (backend1, backend2, ... in
-# their order; 127.0.0.1:8000 and :8001 in ./proxy.toml), then pace with
-# $PACE_CONFIG (default ./proxy.toml, else ./config/proxy.toml) and log
-# level $PACE_LOG (default info). It waits until every port answers, prints what runs where, and
+# address (127.0.0.1, localhost, [::1]) in the config's [upstreams] backends
+# (backendN for the N-th; 127.0.0.1:8000 and :8001 in ./proxy.toml), then
+# pace with $PACE_CONFIG (default ./proxy.toml, else ./config/proxy.toml)
+# and log level $PACE_LOG (default info). It waits until every port
+# answers, prints what runs where, and
 # stays in the foreground: Ctrl-C or SIGTERM stops everything it started.
 # A backend that exits (say, killed to watch failover) is reported and the
 # rest keep running; if pace exits on its own, the backends are stopped
@@ -43,16 +44,19 @@ trap stop_all EXIT
 trap 'echo; exit 130' INT
 trap 'exit 143' TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open() { # host port
+	local host=${1#[}
+	(exec 3<>"/dev/tcp/${host%]}/$2") 2>/dev/null
+}
 
-wait_port() { # port pid name
+wait_port() { # host port pid name
 	local i
 	for ((i = 0; i < 100; i++)); do
-		port_open "$1" && return 0
-		kill -0 "$2" 2>/dev/null || die "$3 exited before listening on port $1"
+		port_open "$1" "$2" && return 0
+		kill -0 "$3" 2>/dev/null || die "$4 exited before listening on $1:$2"
 		sleep 0.1
 	done
-	die "$3 is not listening on port $1 after 10s"
+	die "$4 is not listening on $1:$2 after 10s"
 }
 
 # stale FILE PKG...: true when FILE is missing or older than a .go file in PKG
@@ -90,43 +94,51 @@ echo "$CHECK"
 LISTEN=$(awk '$1 == "listen" {print $2; exit}' <<<"$CHECK")
 PACE_PORT=${LISTEN##*:}
 [[ $PACE_PORT =~ ^[0-9]+$ ]] || die "cannot tell pace's port from: $LISTEN"
+PACE_HOST=${LISTEN%:*}
+case $PACE_HOST in "" | 0.0.0.0 | "[::]") PACE_HOST=127.0.0.1 ;; esac
 BACKENDS=()   # host:port of the test backends to start (loopback ones)
+BNAMES=()     # backendN, N its place in the config's list
+n=0
 for addr in $(awk '$1 == "backend" {print $2}' <<<"$CHECK"); do
+	n=$((n + 1))
 	case ${addr%:*} in
-	127.* | localhost) BACKENDS+=("$addr") ;;
-	*) echo "start_all.sh: backend $addr is not on this host; start it yourself" >&2 ;;
+	127.0.0.1 | localhost | "[::1]") BACKENDS+=("$addr") BNAMES+=("backend$n") ;;
+	*) echo "start_all.sh: backend $addr is not one this script starts (127.0.0.1, localhost or [::1]); start it yourself" >&2 ;;
 	esac
 done
 
-for addr in "${BACKENDS[@]}" "127.0.0.1:$PACE_PORT"; do
-	if port_open "${addr##*:}"; then
-		die "port ${addr##*:} is already in use (find it with: lsof -i :${addr##*:}, or ss -ltnp | grep :${addr##*:})"
+seen=" "
+for addr in ${BACKENDS[@]+"${BACKENDS[@]}"} "$PACE_HOST:$PACE_PORT"; do
+	port=${addr##*:}
+	case $seen in *" $port "*) die "port $port is named twice (backends and listen must use distinct ports)" ;; esac
+	seen+="$port "
+	if port_open "${addr%:*}" "$port"; then
+		die "port $port is already in use (find it with: lsof -i :$port, or ss -ltnp | grep :$port)"
 	fi
 done
 
 # ---- start -----------------------------------------------------------------
-start() { # name port command...
-	local name=$1 port=$2
+start() { # name host:port command...
+	local name=$1 addr=$2
 	shift 2
 	# A session of its own: Ctrl-C reaches only this script, which then sends
 	# one SIGTERM (pace treats a second signal as "exit now, no draining").
 	setsid "$@" &
 	PIDS+=($!)
 	NAMES+=("$name")
-	wait_port "$port" "$!" "$name"
+	wait_port "${addr%:*}" "${addr##*:}" "$!" "$name"
 }
-for i in "${!BACKENDS[@]}"; do
-	addr=${BACKENDS[i]}
-	start "backend$((i + 1))" "${addr##*:}" ./bin/backend -listen "$addr" -name "backend$((i + 1))" -quiet
+for ((i = 0; i < ${#BACKENDS[@]}; i++)); do
+	start "${BNAMES[i]}" "${BACKENDS[i]}" ./bin/backend -listen "${BACKENDS[i]}" -name "${BNAMES[i]}" -quiet
 done
 PACE_LOG=${PACE_LOG:-info}
 export PACE_LOG
-start pace "$PACE_PORT" ./pace -config "$CONFIG" -log-level "$PACE_LOG"
+start pace "$PACE_HOST:$PACE_PORT" ./pace -config "$CONFIG" -log-level "$PACE_LOG"
 
 cat <<EOF
 
 running (Ctrl-C stops all):
-$(for i in "${!BACKENDS[@]}"; do echo "  backend$((i + 1))  pid ${PIDS[i]}  http://${BACKENDS[i]}/"; done)
+$(for ((i = 0; i < ${#BACKENDS[@]}; i++)); do echo "  ${BNAMES[i]}  pid ${PIDS[i]}  http://${BACKENDS[i]}/"; done)
   pace      pid ${PIDS[-1]}  http://localhost:$PACE_PORT/  (config $CONFIG, log $PACE_LOG)
 
 try:
