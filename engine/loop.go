@@ -203,8 +203,9 @@ const (
 // nil (append allocates as fields arrive). Loop.
 func (lp *loop) takeFields() []codec.Field { return takeSpare(&lp.spareFields) }
 
-// takeSpare pops the last element of list, or returns the zero value. A
-// kept slice always has capacity, so nil means the list was empty.
+// takeSpare pops the last element of list, or returns the zero value. No
+// kept element is a zero value (a kept slice has capacity), so the zero
+// value means the list was empty.
 func takeSpare[E any](list *[]E) E {
 	var zero E
 	n := len(*list)
@@ -238,7 +239,6 @@ func (lp *loop) takeSession() *session {
 		// Write), and OnOpen never runs inside another callback, so by
 		// now every such chain has returned.
 		*s = session{lp: lp, values: s.values, gen: s.gen + 1, target: s.target[:0]}
-		s.cl.fd = -1
 		return s
 	}
 	s := &session{lp: lp}
