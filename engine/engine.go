@@ -233,9 +233,7 @@ func (e *Engine) fdsInUse() int64 {
 }
 
 // idle reports that pace holds no connection: nothing has a deadline. Any.
-func (e *Engine) idle() bool {
-	return e.clients.Load() == 0 && e.uplinks.Load() == 0 && e.transit.Load() == 0
-}
+func (e *Engine) idle() bool { return e.fdsInUse() == 0 }
 
 // CheckListen binds the listen address once without SO_REUSEPORT and
 // lets it go, so that pace refuses to start when another process holds
