@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // A PUT sent on a pooled connection that the backend has just closed is
@@ -248,5 +251,95 @@ func TestIdleProxyIsNotWoken(t *testing.T) {
 	time.Sleep(350 * time.Millisecond)
 	if d := ticks() - n; d > 1 {
 		t.Fatalf("%d ticks after the last client left, want at most 1", d)
+	}
+}
+
+// listenSockets counts the sockets listening on addr's port, from
+// /proc/net/tcp.
+func listenSockets(t testing.TB, addr string) int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local_address rem_address st ...; st 0A is LISTEN.
+		if len(f) > 3 && f[3] == "0A" && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", p)) {
+			n++
+		}
+	}
+	return n
+}
+
+// Each worker binds acceptSockets listening sockets, so that one pass of
+// a busy loop accepts up to that many connections; and every one of them
+// is served: connections that queued on all the sockets while both loops
+// were blocked are all answered once the loops run again.
+func TestAcceptSocketsPerWorker(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	want := acceptSockets * p.e.Workers()
+	got := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got = listenSockets(t, p.addr); got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Fatalf("%d sockets listen on %s, want %d (%d per worker)", got, p.addr, want, acceptSockets)
+	}
+
+	// Each loop is known to pace once it has served a connection.
+	for i := 0; i < 4*want; i++ {
+		if st, err := rawStatus(p.addr); err != nil || st != 200 {
+			t.Fatalf("warm-up request %d: %d, %v", i, st, err)
+		}
+	}
+	p.e.mu.Lock()
+	loops := append([]*loop(nil), p.e.loops...)
+	p.e.mu.Unlock()
+	if len(loops) != p.e.Workers() {
+		t.Fatalf("%d loops served the warm-up, want %d", len(loops), p.e.Workers())
+	}
+	release := make(chan struct{})
+	var blocked sync.WaitGroup
+	for _, lp := range loops {
+		blocked.Add(1)
+		if err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			blocked.Done()
+			<-release
+			return nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked.Wait()
+	n := 8 * want
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", p.addr) // the kernel completes it; pace accepts later
+		if err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", i)
+		conns[i] = c
+	}
+	close(release)
+	for i, c := range conns {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d of %d, queued while the loops were blocked: %v", i, n, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("connection %d of %d: status %d, want 200", i, n, resp.StatusCode)
+		}
 	}
 }
