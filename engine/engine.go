@@ -64,6 +64,7 @@ type Engine struct {
 	access    *accessLog // nil when neither access_log nor debug
 	listen    string
 	workers   int
+	sockets   int // listening sockets per worker (acceptSocketsFor)
 	maxConns  int64
 	bufLimit  int
 	lowWater  int
@@ -199,8 +200,10 @@ var testFDBudget int64
 // connection; idle pooled connections give way (evictIdle) when a dial
 // needs their descriptor, and a request that finds none waits for a busy
 // connection to finish (session.enqueue). A reserve covers listeners,
-// logs and accepts in flight.
+// logs and accepts in flight. It also sets how many listening sockets
+// each worker binds.
 func fdBudget(e *Engine) int64 {
+	e.sockets = maxAcceptSockets
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 1 << 30
@@ -211,7 +214,8 @@ func fdBudget(e *Engine) int64 {
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	limit := int64(rl.Cur)
-	avail := limit - int64(64+(4+acceptSockets)*e.workers)
+	e.sockets = acceptSocketsFor(limit, e.workers)
+	avail := limit - int64(64+(4+e.sockets)*e.workers)
 	if m := avail / 2; m < e.maxConns {
 		if m < 1 {
 			m = 1
@@ -257,8 +261,9 @@ func (e *Engine) Workers() int { return e.workers }
 func (e *Engine) Addr() string { return e.listen }
 
 // Run serves until Shutdown or a fatal error. It blocks. If the gnet
-// engine stops by itself (not through Shutdown), Run logs the error and
-// starts it again, so that one failure cannot take the proxy down.
+// engine stops by itself (not through Shutdown), Run logs it and starts
+// it again, so that one failure cannot take the proxy down. If gnet
+// cannot start (a socket cannot be bound), Run returns the error.
 func (e *Engine) Run() error {
 	for {
 		err := gnet.Rotate(e, e.listenAddrs(),
@@ -273,10 +278,15 @@ func (e *Engine) Run() error {
 		if e.draining.Load() {
 			return nil
 		}
-		if err != nil && e.booting() {
+		// gnet returns an error only when it could not start: binding a
+		// socket or starting a worker failed. Sockets it bound before the
+		// failure stay open (gnet does not close them), so starting again
+		// in this process would leave them listening with no loop to
+		// accept from them. A stop after a good start returns nil.
+		if err != nil {
 			return fmt.Errorf("listen %s: %w", e.listen, err)
 		}
-		e.log.Error("event engine stopped unexpectedly; restarting", "err", err)
+		e.log.Error("event engine stopped unexpectedly; restarting")
 		e.mu.Lock()
 		e.loops = nil
 		e.loopList.Store(nil)
@@ -286,38 +296,44 @@ func (e *Engine) Run() error {
 	}
 }
 
-// acceptSockets is how many SO_REUSEPORT listening sockets each worker
-// binds. gnet accepts one connection per listening socket per pass over a
-// loop's ready events, and a pass at load holds hundreds of them: with one
-// socket per worker, 1,000 connections arriving at once (wrk starting)
-// waited in the kernel's accept queue for up to 1.5 s, and p99.9 at 1,000
-// keep-alive connections was 0.11-1.6 s over ten runs. With 8 per worker
-// a pass accepts up to 8, like HAProxy's per-wake-up batch (maxaccept)
-// and nginx's multi_accept, and p99.9 was 0.09-0.18 s; CPU per new
-// connection and syscalls per connection under `ab` did not grow (the
-// kernel spreads connections over all the sockets by their addresses).
-// gnet's other mode, one socket drained by a separate acceptor thread,
-// costs ~12% more CPU per connection without keep-alive.
-const acceptSockets = 8
+// maxAcceptSockets is how many SO_REUSEPORT listening sockets each worker
+// binds, open-file limit permitting (acceptSocketsFor). gnet accepts one
+// connection per listening socket per pass over a loop's ready events,
+// and a pass at load holds hundreds of them. With one socket per worker,
+// 1,000 connections arriving at once (wrk starting) waited in the
+// kernel's accept queue for up to 1.5 s: p99.9 at 1,000 keep-alive
+// connections was 0.11-1.6 s over ten runs. With 8, a pass takes one
+// connection from each socket that has one (the kernel spreads
+// connections over the sockets by their addresses), and p99.9 was
+// 0.09-0.18 s; CPU and system calls per connection under `ab` did not
+// grow. HAProxy takes up to 64 per wake-up from one socket, which would
+// need a change in gnet. gnet's other mode, one socket drained by a
+// separate acceptor thread, costs ~12% more CPU per connection without
+// keep-alive.
+const maxAcceptSockets = 8
+
+// acceptSocketsFor is the number of listening sockets per worker under
+// the open-file limit nofile: maxAcceptSockets, fewer when they would
+// take more than 1/16 of the limit, and at least 1. Any goroutine.
+func acceptSocketsFor(nofile int64, workers int) int {
+	n := nofile / int64(16*workers)
+	if n > maxAcceptSockets {
+		n = maxAcceptSockets
+	}
+	if n < 1 {
+		n = 1
+	}
+	return int(n)
+}
 
 // listenAddrs is the listen address once per accept socket: gnet.Rotate
 // binds each address given, on every worker. Any goroutine.
 func (e *Engine) listenAddrs() []string {
-	addrs := make([]string, acceptSockets)
+	addrs := make([]string, e.sockets)
 	for i := range addrs {
 		addrs[i] = "tcp://" + e.listen
 	}
 	return addrs
-}
-
-// booting reports whether OnBoot has not run yet (a start-up failure).
-func (e *Engine) booting() bool {
-	select {
-	case <-e.booted:
-		return false
-	default:
-		return true
-	}
 }
 
 // Ready is closed once the engine listens.

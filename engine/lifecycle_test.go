@@ -275,14 +275,18 @@ func listenSockets(t testing.TB, addr string) int {
 	return n
 }
 
-// Each worker binds acceptSockets listening sockets, so that one pass of
-// a busy loop accepts up to that many connections; and every one of them
-// is served: connections that queued on all the sockets while both loops
-// were blocked are all answered once the loops run again.
+// Each worker binds maxAcceptSockets listening sockets (the test's
+// open-file limit is high), so that one pass of a busy loop accepts up to
+// that many connections; and every one of them is served: connections
+// that queued on all the sockets while both loops were blocked are all
+// answered once the loops run again.
 func TestAcceptSocketsPerWorker(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
 	p := startProxy(t, []string{b.addr()}, nil)
-	want := acceptSockets * p.e.Workers()
+	if p.e.sockets != 8 {
+		t.Fatalf("%d sockets per worker, want 8", p.e.sockets)
+	}
+	want := 8 * p.e.Workers()
 	got := 0
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if got = listenSockets(t, p.addr); got == want {
@@ -290,7 +294,7 @@ func TestAcceptSocketsPerWorker(t *testing.T) {
 		}
 	}
 	if got != want {
-		t.Fatalf("%d sockets listen on %s, want %d (%d per worker)", got, p.addr, want, acceptSockets)
+		t.Fatalf("%d sockets listen on %s, want %d (8 per worker)", got, p.addr, want)
 	}
 
 	// Each loop is known to pace once it has served a connection.
@@ -306,6 +310,9 @@ func TestAcceptSocketsPerWorker(t *testing.T) {
 		t.Fatalf("%d loops served the warm-up, want %d", len(loops), p.e.Workers())
 	}
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the proxy's stop, which needs the loops
 	var blocked sync.WaitGroup
 	for _, lp := range loops {
 		blocked.Add(1)
@@ -323,7 +330,6 @@ func TestAcceptSocketsPerWorker(t *testing.T) {
 	for i := range conns {
 		c, err := net.Dial("tcp", p.addr) // the kernel completes it; pace accepts later
 		if err != nil {
-			close(release)
 			t.Fatal(err)
 		}
 		defer c.Close()
@@ -331,7 +337,7 @@ func TestAcceptSocketsPerWorker(t *testing.T) {
 		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", i)
 		conns[i] = c
 	}
-	close(release)
+	unblock()
 	for i, c := range conns {
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
@@ -340,6 +346,27 @@ func TestAcceptSocketsPerWorker(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("connection %d of %d: status %d, want 200", i, n, resp.StatusCode)
+		}
+	}
+}
+
+func TestAcceptSocketsFor(t *testing.T) {
+	for _, tt := range []struct {
+		nofile  int64
+		workers int
+		want    int
+	}{
+		{1 << 20, 2, 8},
+		{1 << 20, 64, 8},
+		{20000, 2, 8},
+		{256, 2, 8},   // e2e's FDLimit case: 16 sockets
+		{1024, 16, 4}, // 64 sockets, 1/16 of the limit
+		{150, 16, 1},  // one per worker, as before there were more
+		{100, 2, 3},
+		{0, 2, 1},
+	} {
+		if got := acceptSocketsFor(tt.nofile, tt.workers); got != tt.want {
+			t.Errorf("acceptSocketsFor(%d, %d) = %d, want %d", tt.nofile, tt.workers, got, tt.want)
 		}
 	}
 }
