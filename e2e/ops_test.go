@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,29 +56,69 @@ func TestSecondInstanceRefused(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t)
 	px := startProxy(t, proxyConfig{Backends: []string{be.Addr}})
-	cmd := exec.Command(proxyBin, "-config", filepath.Join(px.dir, "pace.toml"))
-	done := make(chan error, 1)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	code, out := runToExit(t, 10*time.Second, proxyBin, "-config", filepath.Join(px.dir, "pace.toml"))
+	if code != 1 {
+		t.Fatalf("second pace exited with status %d, want 1; output:\n%s", code, out)
 	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Fatalf("second pace exited with %v, want status 1; output:\n%s", err, out.String())
-		}
-		if !strings.Contains(out.String(), "address already in use") {
-			t.Errorf("second pace's output does not name the cause:\n%s", out.String())
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("a second pace started on %s; output:\n%s", px.Addr, out.String())
+	if !strings.Contains(out, "address already in use") {
+		t.Errorf("second pace's output does not name the cause:\n%s", out)
 	}
 	if !px.Alive() {
 		t.Fatal("the first pace died")
 	}
 	px.Stop(t)
+}
+
+// An open-file limit too low for even one client and its backend
+// connection stops pace at start-up with a message that says what to
+// raise, instead of a pace that listens and makes every request wait.
+func TestOpenFileLimitTooLow(t *testing.T) {
+	requireProxy(t)
+	if standin != "" {
+		t.Skip("pace's own start-up check")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "pace.toml")
+	cfg := proxyConfig{Backends: []string{"127.0.0.1:9"}}
+	if err := os.WriteFile(conf, []byte(cfg.toml("127.0.0.1:"+strconv.Itoa(freePort(t)))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runToExit(t, 10*time.Second, "prlimit", "--nofile=64", "--", proxyBin, "-config", conf)
+	if code != 1 {
+		t.Fatalf("pace under nofile 64 exited with status %d, want 1; output:\n%s", code, out)
+	}
+	if !strings.Contains(out, "open-file limit 64 is too low") || !strings.Contains(out, "ulimit -n") {
+		t.Errorf("pace's output does not name the cause and the fix:\n%s", out)
+	}
+}
+
+// runToExit runs a command that is expected to exit by itself within
+// limit, and returns its exit status and its output. It kills the
+// command and fails the test if it is still running.
+func runToExit(t *testing.T, limit time.Duration, name string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), out.String()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return 0, out.String()
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s %s still running after %v; output:\n%s", name, strings.Join(args, " "), limit, out.String())
+		return 0, ""
+	}
 }

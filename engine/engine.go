@@ -181,7 +181,9 @@ func New(o Options) (*Engine, error) {
 		e.xbackend = append(e.xbackend, []codec.Field{{Name: []byte("X-Backend"), Value: []byte(b.Addr)}})
 	}
 	e.hostHdr = []byte(e.listen)
-	e.fdBudget = fdBudget(e)
+	if e.fdBudget, err = fdBudget(e); err != nil {
+		return nil, err
+	}
 	if testFDBudget > 0 {
 		e.fdBudget = testFDBudget
 	}
@@ -201,12 +203,14 @@ var testFDBudget int64
 // needs their descriptor, and a request that finds none waits for a busy
 // connection to finish (session.enqueue). A reserve covers listeners,
 // logs and accepts in flight. It also sets how many listening sockets
-// each worker binds.
-func fdBudget(e *Engine) int64 {
+// each worker binds. A limit that leaves no room for one client and its
+// backend connection is an error: pace would start and then make every
+// request wait for a descriptor.
+func fdBudget(e *Engine) (int64, error) {
 	e.sockets = maxAcceptSockets
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1 << 30
+		return 1 << 30, nil
 	}
 	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
@@ -215,15 +219,16 @@ func fdBudget(e *Engine) int64 {
 	}
 	limit := int64(rl.Cur)
 	e.sockets = acceptSocketsFor(limit, e.workers)
-	avail := limit - int64(64+(4+e.sockets)*e.workers)
+	reserve := int64(64 + (4+e.sockets)*e.workers)
+	avail := limit - reserve
+	if avail < 2 {
+		return 0, fmt.Errorf("open-file limit %d is too low for %d workers: pace needs at least %d (ulimit -n, or LimitNOFILE in systemd)", limit, e.workers, reserve+2)
+	}
 	if m := avail / 2; m < e.maxConns {
-		if m < 1 {
-			m = 1
-		}
 		e.log.Warn("max_connections lowered to fit the open-file limit", "max_connections", m, "requested", e.maxConns, "nofile", limit)
 		e.maxConns = m
 	}
-	return avail
+	return avail, nil
 }
 
 // fdsInUse counts the descriptors the budget covers: clients, backend
