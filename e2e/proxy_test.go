@@ -210,6 +210,11 @@ func startProxy(t testing.TB, cfg proxyConfig) *proxy {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		defer func() {
+			if t.Failed() {
+				t.Logf("proxy output (exit: %v):\n%s", p.err, tail(p.out.String(), 4096))
+			}
+		}()
 		select {
 		case <-p.done:
 			return
@@ -239,6 +244,14 @@ func startProxy(t testing.TB, cfg proxyConfig) *proxy {
 			t.Fatalf("%v on %s within 15s; output:\n%s", errNoListen, listen, p.out)
 		}
 	}
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
 }
 
 // Pid is the process id of the proxy.
