@@ -14,11 +14,12 @@ build:
 run:
 	bash scripts/start_all.sh
 
-## test: vet, unit and integration tests (race detector on the fast ones), e2e suite
+## test: vet, unit and integration tests (race detector on the fast ones), e2e suite, pace's gnet patches
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -race -short -timeout 10m $(PKGS)
+	$(GO) -C third_party/gnet test -count=1 -race -run Pace . ./pkg/socket
 
 ## smoke: the original manual's curl checks against a freshly started stack
 smoke: build

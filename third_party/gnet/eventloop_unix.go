@@ -380,10 +380,21 @@ func (el *eventloop) close(c *conn, err error) error {
 		_, _ = c.outboundBuffer.Discard(n)
 	}
 
+	sole := c.sole
+	c.sole = false
 	c.release()
 
+	// pace: closing the last descriptor of a socket removes it from the
+	// epoll set (epoll(7)), so the EPOLL_CTL_DEL is skipped for a socket
+	// accepted here and never duplicated (Dup clears sole; Enroll registers
+	// a duplicate, so enrolled connections are never sole). One system
+	// call fewer per connection.
 	var errStr strings.Builder
-	err0, err1 := el.poller.Delete(c.fd), unix.Close(c.fd)
+	var err0 error
+	if !sole {
+		err0 = el.poller.Delete(c.fd)
+	}
+	err1 := unix.Close(c.fd)
 	if err0 != nil {
 		err0 = fmt.Errorf("failed to delete fd=%d from poller in event-loop(%d): %v",
 			c.fd, el.idx, os.NewSyscallError("delete", err0))

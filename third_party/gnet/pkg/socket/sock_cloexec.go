@@ -23,5 +23,5 @@ func sysSocket(family, sotype, proto int) (int, error) {
 }
 
 func sysAccept(fd int) (nfd int, sa unix.Sockaddr, err error) {
-	return unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	return accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 }

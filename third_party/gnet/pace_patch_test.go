@@ -1,0 +1,215 @@
+// Copyright (c) 2026 The pace authors. Licensed under the Apache License,
+// Version 2.0, as the rest of gnet.
+
+//go:build linux
+
+package gnet
+
+// Tests of pace's patches to gnet (PACE.md). They use only the standard
+// library, so that `go test` here needs nothing beyond gnet's own
+// dependencies.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2/pkg/queue"
+)
+
+// paceHandler runs one loop and answers a few commands from clients:
+// "fd" sends the connection's descriptor to fds; "dup" duplicates it
+// (into dups) and closes the connection; "close" closes it.
+type paceHandler struct {
+	BuiltinEventEngine
+	eng    Engine
+	booted chan struct{}
+	fds    chan int
+	dups   chan int
+}
+
+func (h *paceHandler) OnBoot(eng Engine) Action {
+	h.eng = eng
+	close(h.booted)
+	return None
+}
+
+func (h *paceHandler) OnTraffic(c Conn) Action {
+	b, _ := c.Next(-1)
+	switch string(b) {
+	case "fd":
+		h.fds <- c.Fd()
+	case "dup":
+		fd, err := c.Dup()
+		if err != nil {
+			panic(err)
+		}
+		h.dups <- fd
+		return Close
+	case "close":
+		return Close
+	}
+	return None
+}
+
+// startPace runs an engine with one loop listening on a free port of
+// 127.0.0.1 (SO_REUSEPORT, so that the loop accepts by itself, as pace
+// runs it) and returns the loop and its listening descriptor and address.
+func startPace(t *testing.T) (*paceHandler, *eventloop, int, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	h := &paceHandler{booted: make(chan struct{}), fds: make(chan int, 1), dups: make(chan int, 1)}
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true))
+	}()
+	select {
+	case <-h.booted:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine did not boot")
+	}
+	t.Cleanup(func() {
+		_ = h.eng.Stop(context.Background())
+		<-done
+	})
+	el := h.eng.eng.eventLoops.index(0)
+	for fd := range el.listeners {
+		return h, el, fd, addr
+	}
+	t.Fatal("the loop has no listener")
+	return nil, nil, 0, ""
+}
+
+// One readiness event of a listener accepts every queued connection, up
+// to maxAcceptBatch, not one: stock gnet accepted 1 here.
+func TestPaceAcceptBatch(t *testing.T) {
+	_, el, lfd, addr := startPace(t)
+	release, blocked := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	if err := el.poller.Trigger(queue.LowPriority, func(any) error {
+		close(blocked)
+		<-release
+		return nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	const n = 50
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr) // queued: the loop is blocked
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	// Runs right after the blocking task, before the loop polls again,
+	// so the listener's queue holds all n.
+	got := make(chan int32, 1)
+	if err := el.poller.Trigger(queue.LowPriority, func(any) error {
+		before := el.countConn()
+		err := el.accept(lfd, 0, 0)
+		got <- el.countConn() - before
+		return err
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	unblock()
+	select {
+	case g := <-got:
+		if g != n {
+			t.Fatalf("one accept call took %d of %d queued connections, want all", g, n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the accept task did not run")
+	}
+}
+
+// epollHas reports whether some epoll instance of this process watches
+// descriptor fd, from the tfd lines of /proc/self/fdinfo.
+func epollHas(t *testing.T, fd int) bool {
+	t.Helper()
+	links, err := filepath.Glob("/proc/self/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if dst, _ := os.Readlink(l); dst != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + filepath.Base(l))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			// tfd:        7 events:       19 data: ...
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Closing a connection leaves no epoll registration behind, whether gnet
+// skipped EPOLL_CTL_DEL (a socket accepted and never duplicated: closing
+// its only descriptor removes it) or did it (the socket was duplicated
+// with Dup and lives on, as pace's parked connections do). A registration
+// left behind would report the old socket's events under a descriptor
+// number that a new connection may reuse.
+func TestPaceCloseLeavesNoEpollEntry(t *testing.T) {
+	h, _, _, addr := startPace(t)
+	for _, cmd := range []string{"close", "dup"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "fd")
+		var fd int
+		select {
+		case fd = <-h.fds:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no answer to fd")
+		}
+		if !epollHas(t, fd) {
+			t.Fatalf("%s: open connection fd %d is in no epoll set", cmd, fd)
+		}
+		fmt.Fprint(c, cmd)
+		dup := -1
+		if cmd == "dup" {
+			select {
+			case dup = <-h.dups:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no answer to dup")
+			}
+		}
+		left := true
+		for deadline := time.Now().Add(2 * time.Second); left && time.Now().Before(deadline); {
+			if left = epollHas(t, fd); left {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if dup >= 0 {
+			_ = os.NewFile(uintptr(dup), "dup").Close()
+		}
+		if left {
+			t.Fatalf("%s: fd %d is still in an epoll set after the connection closed", cmd, fd)
+		}
+	}
+}
