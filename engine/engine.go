@@ -64,7 +64,6 @@ type Engine struct {
 	access    *accessLog // nil when neither access_log nor debug
 	listen    string
 	workers   int
-	sockets   int // listening sockets per worker (acceptSocketsFor)
 	maxConns  int64
 	bufLimit  int
 	lowWater  int
@@ -202,12 +201,10 @@ var testFDBudget int64
 // connection; idle pooled connections give way (evictIdle) when a dial
 // needs their descriptor, and a request that finds none waits for a busy
 // connection to finish (session.enqueue). A reserve covers listeners,
-// logs and accepts in flight. It also sets how many listening sockets
-// each worker binds. A limit that leaves no room for one client and its
+// logs and accepts in flight. A limit that leaves no room for one client and its
 // backend connection is an error: pace would start and then make every
 // request wait for a descriptor.
 func fdBudget(e *Engine) (int64, error) {
-	e.sockets = maxAcceptSockets
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 1 << 30, nil
@@ -218,8 +215,7 @@ func fdBudget(e *Engine) (int64, error) {
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	limit := int64(rl.Cur)
-	e.sockets = acceptSocketsFor(limit, e.workers)
-	reserve := int64(64 + (4+e.sockets)*e.workers)
+	reserve := int64(64 + 5*e.workers)
 	avail := limit - reserve
 	if avail < 2 {
 		return 0, fmt.Errorf("open-file limit %d is too low for %d workers: pace needs at least %d (ulimit -n, or LimitNOFILE in systemd)", limit, e.workers, reserve+2)
@@ -271,7 +267,7 @@ func (e *Engine) Addr() string { return e.listen }
 // cannot start (a socket cannot be bound), Run returns the error.
 func (e *Engine) Run() error {
 	for {
-		err := gnet.Rotate(e, e.listenAddrs(),
+		err := gnet.Run(e, "tcp://"+e.listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.workers),
 			gnet.WithReusePort(true),
@@ -299,46 +295,6 @@ func (e *Engine) Run() error {
 		e.loopOf = sync.Map{}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// maxAcceptSockets is how many SO_REUSEPORT listening sockets each worker
-// binds, open-file limit permitting (acceptSocketsFor). gnet accepts one
-// connection per listening socket per pass over a loop's ready events,
-// and a pass at load holds hundreds of them. With one socket per worker,
-// 1,000 connections arriving at once (wrk starting) waited in the
-// kernel's accept queue for up to 1.5 s: p99.9 at 1,000 keep-alive
-// connections was 0.11-1.6 s over ten runs. With 8, a pass takes one
-// connection from each socket that has one (the kernel spreads
-// connections over the sockets by their addresses), and p99.9 was
-// 0.09-0.18 s; CPU and system calls per connection under `ab` did not
-// grow. HAProxy takes up to 64 per wake-up from one socket, which would
-// need a change in gnet. gnet's other mode, one socket drained by a
-// separate acceptor thread, costs ~12% more CPU per connection without
-// keep-alive.
-const maxAcceptSockets = 8
-
-// acceptSocketsFor is the number of listening sockets per worker under
-// the open-file limit nofile: maxAcceptSockets, fewer when they would
-// take more than 1/16 of the limit, and at least 1. Any goroutine.
-func acceptSocketsFor(nofile int64, workers int) int {
-	n := nofile / int64(16*workers)
-	if n > maxAcceptSockets {
-		n = maxAcceptSockets
-	}
-	if n < 1 {
-		n = 1
-	}
-	return int(n)
-}
-
-// listenAddrs is the listen address once per accept socket: gnet.Rotate
-// binds each address given, on every worker. Any goroutine.
-func (e *Engine) listenAddrs() []string {
-	addrs := make([]string, e.sockets)
-	for i := range addrs {
-		addrs[i] = "tcp://" + e.listen
-	}
-	return addrs
 }
 
 // Ready is closed once the engine listens.
