@@ -119,7 +119,10 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 
 		c := newStreamConn(network, nfd, el, sa, el.listeners[fd].addr, remoteAddr)
 		c.sole = true // pace: see eventloop.close
-		if err = el.register0(c); err != nil {
+		// An error here concerns this connection only (stock gnet returned
+		// it to the poller, which ignores it): the batch goes on, unless
+		// the handler asked for a shutdown.
+		if err = el.register0(c); err == errors.ErrEngineShutdown {
 			return err
 		}
 	}
