@@ -31,6 +31,7 @@ type paceHandler struct {
 	BuiltinEventEngine
 	eng    Engine
 	booted chan struct{}
+	loops  chan *eventloop
 	fds    chan int
 	dups   chan int
 }
@@ -39,6 +40,14 @@ func (h *paceHandler) OnBoot(eng Engine) Action {
 	h.eng = eng
 	close(h.booted)
 	return None
+}
+
+func (h *paceHandler) OnOpen(c Conn) ([]byte, Action) {
+	select {
+	case h.loops <- c.EventLoop().(*eventloop):
+	default:
+	}
+	return nil, None
 }
 
 func (h *paceHandler) OnTraffic(c Conn) Action {
@@ -70,7 +79,7 @@ func startPace(t *testing.T) (*paceHandler, *eventloop, int, string) {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	h := &paceHandler{booted: make(chan struct{}), fds: make(chan int, 1), dups: make(chan int, 1)}
+	h := &paceHandler{booted: make(chan struct{}), loops: make(chan *eventloop, 1), fds: make(chan int, 1), dups: make(chan int, 1)}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true))
@@ -86,7 +95,19 @@ func startPace(t *testing.T) (*paceHandler, *eventloop, int, string) {
 		_ = h.eng.Stop(context.Background())
 		<-done
 	})
-	el := h.eng.eng.eventLoops.index(0)
+	// The loop, from the first connection it opens: OnBoot runs before
+	// the engine has registered its loops.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var el *eventloop
+	select {
+	case el = <-h.loops:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection opened")
+	}
+	_ = c.Close()
 	for fd := range el.listeners {
 		return h, el, fd, addr
 	}
