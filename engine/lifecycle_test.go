@@ -345,4 +345,3 @@ func TestAcceptBurst(t *testing.T) {
 		}
 	}
 }
-

@@ -18,6 +18,7 @@ package gnet
 
 import (
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -94,7 +95,18 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 			// in the Accept queue was closed before we Accept()ed it.
 			// It's a silly error, let's retry it.
 			continue
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			// pace: out of descriptors or memory. Stock gnet stopped the
+			// whole engine here, closing every connection; this loop
+			// stops accepting for a while instead, as nginx does, and
+			// what arrives meanwhile waits in the kernel's backlog.
+			el.getLogger().Errorf("Accept() failed due to error: %v; not accepting for %v", err, acceptPause)
+			el.pauseAccept(fd)
+			return nil
 		default:
+			if acceptRetry(err) {
+				continue
+			}
 			el.getLogger().Errorf("Accept() failed due to error: %v", err)
 			return errors.ErrAcceptSocket
 		}
@@ -127,6 +139,31 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 		}
 	}
 	return nil
+}
+
+// acceptPause is how long a loop stops accepting after running out of
+// descriptors or memory (pace patch).
+const acceptPause = 100 * time.Millisecond
+
+// pauseAccept stops watching listener fd and watches it again after
+// acceptPause (pace patch). Loop only.
+func (el *eventloop) pauseAccept(fd int) {
+	ln := el.listeners[fd]
+	if err := el.poller.Delete(fd); err != nil {
+		el.getLogger().Errorf("failed to pause accepting on fd=%d: %v", fd, err)
+		return
+	}
+	time.AfterFunc(acceptPause, func() {
+		_ = el.poller.Trigger(queue.HighPriority, func(any) error {
+			if el.engine.isShutdown() {
+				return nil
+			}
+			if err := el.poller.AddRead(ln.pollAttachment, false); err != nil {
+				el.getLogger().Errorf("failed to resume accepting on fd=%d: %v", fd, err)
+			}
+			return nil
+		}, nil)
+	})
 }
 
 // maxAcceptBatch is how many connections accept takes from one listener per

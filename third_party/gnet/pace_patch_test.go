@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,9 +32,34 @@ type paceHandler struct {
 	BuiltinEventEngine
 	eng    Engine
 	booted chan struct{}
+	exited chan struct{} // closed when Run returns
 	loops  chan *eventloop
 	fds    chan int
 	dups   chan int
+
+	mu     sync.Mutex
+	errors []string // what gnet logged at ERROR level
+}
+
+func (h *paceHandler) Debugf(string, ...any) {}
+func (h *paceHandler) Infof(string, ...any)  {}
+func (h *paceHandler) Warnf(string, ...any)  {}
+func (h *paceHandler) Fatalf(string, ...any) {}
+func (h *paceHandler) Errorf(format string, args ...any) {
+	h.mu.Lock()
+	h.errors = append(h.errors, fmt.Sprintf(format, args...))
+	h.mu.Unlock()
+}
+
+func (h *paceHandler) logged(sub string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.errors {
+		if strings.Contains(e, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *paceHandler) OnBoot(eng Engine) Action {
@@ -79,21 +105,22 @@ func startPace(t *testing.T) (*paceHandler, *eventloop, int, string) {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	h := &paceHandler{booted: make(chan struct{}), loops: make(chan *eventloop, 1), fds: make(chan int, 1), dups: make(chan int, 1)}
-	done := make(chan error, 1)
+	h := &paceHandler{booted: make(chan struct{}), exited: make(chan struct{}), loops: make(chan *eventloop, 1), fds: make(chan int, 1), dups: make(chan int, 1)}
+	var runErr error
 	go func() {
-		done <- Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true))
+		runErr = Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true), WithLogger(h))
+		close(h.exited)
 	}()
 	select {
 	case <-h.booted:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
+	case <-h.exited:
+		t.Fatalf("Run: %v", runErr)
 	case <-time.After(5 * time.Second):
 		t.Fatal("engine did not boot")
 	}
 	t.Cleanup(func() {
 		_ = h.eng.Stop(context.Background())
-		<-done
+		<-h.exited
 	})
 	// The loop, from the first connection it opens: OnBoot runs before
 	// the engine has registered its loops.
@@ -233,4 +260,101 @@ func TestPaceCloseLeavesNoEpollEntry(t *testing.T) {
 			t.Fatalf("%s: fd %d is still in an epoll set after the connection closed", cmd, fd)
 		}
 	}
+}
+
+// askFD sends "fd" on c and waits for the loop to answer through h.fds.
+func askFD(t *testing.T, h *paceHandler, c net.Conn, what string) {
+	t.Helper()
+	if _, err := fmt.Fprint(c, "fd"); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	select {
+	case <-h.fds:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: not served", what)
+	}
+}
+
+// Running out of descriptors while accepting pauses that loop's accepting
+// for acceptPause instead of stopping the engine, which closed every
+// connection. A connection that queued meanwhile is accepted afterwards,
+// and one that was open all along is still served.
+func TestPaceAcceptPausesOnEMFILE(t *testing.T) {
+	h, el, _, addr := startPace(t)
+	live, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	askFD(t, h, live, "open connection")
+
+	release, blocked := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	if err := el.poller.Trigger(queue.LowPriority, func(any) error {
+		close(blocked)
+		<-release
+		return nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	queued, err := net.Dial("tcp", addr) // waits in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+
+	// Leave this process no descriptor to accept with.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	low := saved
+	low.Cur = uint64(len(ents) + 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var fill []*os.File
+	restore := func() {
+		for _, f := range fill {
+			_ = f.Close()
+		}
+		fill = nil
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	}
+	defer restore()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		fill = append(fill, f)
+	}
+
+	unblock()
+	deadline := time.Now().Add(2 * time.Second)
+	for !h.logged("not accepting") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !h.logged("not accepting") {
+		restore()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		t.Fatalf("accepting with no descriptor left logged no pause; errors: %q", h.errors)
+	}
+	select {
+	case <-h.exited:
+		restore()
+		t.Fatal("the engine stopped on EMFILE")
+	case <-time.After(3 * acceptPause):
+	}
+	restore()
+	askFD(t, h, queued, "connection queued while out of descriptors")
+	askFD(t, h, live, "connection open before")
 }
