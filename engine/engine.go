@@ -196,8 +196,9 @@ func New(o Options) (*Engine, error) {
 var testFDBudget int64
 
 // fdBudget raises the soft open-file limit to the hard one and lowers
-// max_connections so that accept can never fail with EMFILE: gnet stops
-// the whole engine on an accept error. Each client may hold one upstream
+// max_connections so that accept does not fail with EMFILE: the loop would
+// stop accepting for 100 ms (third_party/gnet; stock gnet stopped the
+// whole engine, closing every connection). Each client may hold one upstream
 // connection; idle pooled connections give way (evictIdle) when a dial
 // needs their descriptor, and a request that finds none waits for a busy
 // connection to finish (session.enqueue). A reserve covers listeners,
