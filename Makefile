@@ -19,7 +19,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -race -short -timeout 10m $(PKGS)
-	$(GO) -C third_party/gnet test -count=1 -race -run Pace . ./pkg/socket
+	$(GO) -C third_party/gnet test -count=1 -race -run Pace . ./pkg/socket ./pkg/netpoll
 
 ## smoke: the original manual's curl checks against a freshly started stack
 smoke: build

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -40,6 +41,12 @@ type Poller struct {
 	asyncTaskQueue              queue.AsyncTaskQueue // queue with low priority
 	urgentAsyncTaskQueue        queue.AsyncTaskQueue // queue with high priority
 	highPriorityEventsThreshold int32                // threshold of high-priority events
+
+	// pace: Close waits for a Trigger in flight, and Trigger after Close
+	// fails, so that no Trigger writes to a closed eventfd's number, which
+	// a new descriptor (a client's socket) may have taken.
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // OpenPoller instantiates a poller.
@@ -70,6 +77,9 @@ func OpenPoller() (poller *Poller, err error) {
 
 // Close closes the poller.
 func (p *Poller) Close() error {
+	p.closeMu.Lock()
+	p.closed = true
+	p.closeMu.Unlock()
 	_ = unix.Close(p.efd)
 	return os.NewSyscallError("close", unix.Close(p.fd))
 }
@@ -88,6 +98,11 @@ var (
 //
 // Note that asyncTaskQueue is a queue of low-priority whose size may grow large and tasks in it may backlog.
 func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any) (err error) {
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return errorx.ErrEngineInShutdown
+	}
 	task := queue.GetTask()
 	task.Exec, task.Param = fn, param
 	if priority > queue.HighPriority && p.urgentAsyncTaskQueue.Length() >= p.highPriorityEventsThreshold {
