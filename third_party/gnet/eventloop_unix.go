@@ -106,8 +106,9 @@ func (el *eventloop) closeConns() {
 }
 
 type connWithCallback struct {
-	c  *conn
-	cb func()
+	c   *conn
+	cb  func()
+	err error // pace: why the connection could not be watched, set before cb
 }
 
 func (el *eventloop) enroll(c net.Conn, addr net.Addr, ctx any) (resCh chan RegisteredResult, err error) {
@@ -194,7 +195,20 @@ func (el *eventloop) enroll(c net.Conn, addr net.Addr, ctx any) (resCh chan Regi
 			resCh <- RegisteredResult{Err: err}
 			return
 		}
-		<-connOpened
+		// pace: an engine that stops before the loop runs the task never
+		// opens the connection: give up then, rather than wait forever.
+		select {
+		case <-connOpened:
+		case <-el.engine.concurrency.ctx.Done():
+			resCh <- RegisteredResult{Err: errorx.ErrEngineShutdown}
+			return
+		}
+		// pace: a connection the poller refused (it is closed by now) is
+		// a failure, not a connection that never opens.
+		if ccb.err != nil {
+			resCh <- RegisteredResult{Err: ccb.err}
+			return
+		}
 
 		resCh <- RegisteredResult{Conn: gc}
 	})
@@ -207,11 +221,32 @@ func (el *eventloop) register(a any) error {
 		ccb := a.(*connWithCallback)
 		c = ccb.c
 		defer ccb.cb()
+		if err := el.watch(c); err != nil {
+			ccb.err = err
+			return err
+		}
+		if c.isDatagram && c.remote != nil {
+			return nil
+		}
+		return el.open(c)
 	}
 	return el.register0(c)
 }
 
 func (el *eventloop) register0(c *conn) error {
+	if err := el.watch(c); err != nil {
+		return err
+	}
+	if c.isDatagram && c.remote != nil {
+		return nil
+	}
+	return el.open(c)
+}
+
+// watch adds c to the poller and the loop's connections; on failure it
+// closes c's descriptor. (pace: split out of register0, so that register
+// can tell Enroll's caller that the poller refused the connection.)
+func (el *eventloop) watch(c *conn) error {
 	addEvents := el.poller.AddRead
 	if el.engine.opts.EdgeTriggeredIO {
 		addEvents = el.poller.AddReadWrite
@@ -222,10 +257,7 @@ func (el *eventloop) register0(c *conn) error {
 		return err
 	}
 	el.connections.addConn(c, el.idx)
-	if c.isDatagram && c.remote != nil {
-		return nil
-	}
-	return el.open(c)
+	return nil
 }
 
 func (el *eventloop) open(c *conn) error {

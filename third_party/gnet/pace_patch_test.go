@@ -358,3 +358,36 @@ func TestPaceAcceptPausesOnEMFILE(t *testing.T) {
 	askFD(t, h, queued, "connection queued while out of descriptors")
 	askFD(t, h, live, "connection open before")
 }
+
+// A connection the poller refuses is reported to Enroll's caller as an
+// error: register records it before the callback that Enroll waits for.
+// Stock gnet reported success, with a connection that never opens.
+func TestPaceRegisterFailureReported(t *testing.T) {
+	_, el, _, _ := startPace(t)
+	f, err := os.Open(os.DevNull) // epoll refuses a descriptor it cannot poll
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{})
+	ccb := &connWithCallback{c: newStreamConn("tcp", fd, el, nil, nil, nil), cb: func() { close(opened) }}
+	if err := el.poller.Trigger(queue.LowPriority, el.register, ccb); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("register did not call back")
+	}
+	if ccb.err == nil {
+		t.Fatal("registering an unpollable descriptor reported no error")
+	}
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) == nil {
+		t.Errorf("descriptor %d still open after its registration failed", fd)
+	}
+}
