@@ -101,8 +101,7 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 			// stops accepting for a while instead, as nginx does, and
 			// what arrives meanwhile waits in the kernel's backlog.
 			el.getLogger().Errorf("Accept() failed due to error: %v; not accepting for %v", err, acceptPause)
-			el.pauseAccept(fd)
-			return nil
+			return el.pauseAccept(fd)
 		default:
 			if acceptRetry(err) {
 				continue
@@ -146,20 +145,29 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 const acceptPause = 100 * time.Millisecond
 
 // pauseAccept stops watching listener fd and watches it again after
-// acceptPause (pace patch). Loop only.
-func (el *eventloop) pauseAccept(fd int) {
-	ln := el.listeners[fd]
+// acceptPause (pace patch). If it cannot stop watching it, it returns
+// ErrAcceptSocket, which stops the engine as stock gnet did: a
+// level-triggered listener would fail again on every pass. Loop only.
+func (el *eventloop) pauseAccept(fd int) error {
 	if err := el.poller.Delete(fd); err != nil {
 		el.getLogger().Errorf("failed to pause accepting on fd=%d: %v", fd, err)
-		return
+		return errors.ErrAcceptSocket
 	}
-	time.AfterFunc(acceptPause, func() {
+	el.resumeAcceptAfter(fd, acceptPause)
+	return nil
+}
+
+// resumeAcceptAfter watches listener fd again after d, from the loop, and
+// tries again every acceptPause until the poller takes it (pace patch). On
+// a closed poller (the engine stopped) Trigger fails and nothing happens.
+// Any goroutine.
+func (el *eventloop) resumeAcceptAfter(fd int, d time.Duration) {
+	ln := el.listeners[fd]
+	time.AfterFunc(d, func() {
 		_ = el.poller.Trigger(queue.HighPriority, func(any) error {
-			if el.engine.isShutdown() {
-				return nil
-			}
 			if err := el.poller.AddRead(ln.pollAttachment, false); err != nil {
-				el.getLogger().Errorf("failed to resume accepting on fd=%d: %v", fd, err)
+				el.getLogger().Errorf("failed to resume accepting on fd=%d: %v; trying again in %v", fd, err, acceptPause)
+				el.resumeAcceptAfter(fd, acceptPause)
 			}
 			return nil
 		}, nil)

@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,6 +110,11 @@ type connWithCallback struct {
 	c   *conn
 	cb  func()
 	err error // pace: why the connection could not be watched, set before cb
+
+	// pace: who owns c's descriptor once enroll stops waiting: 0 not
+	// decided, 1 the loop (register runs and calls cb), 2 enroll (it gave
+	// up on a stopping engine and closes the descriptor; register skips).
+	owner atomic.Int32
 }
 
 func (el *eventloop) enroll(c net.Conn, addr net.Addr, ctx any) (resCh chan RegisteredResult, err error) {
@@ -191,17 +197,24 @@ func (el *eventloop) enroll(c net.Conn, addr net.Addr, ctx any) (resCh chan Regi
 			close(connOpened)
 		}}
 		if err := el.poller.Trigger(queue.LowPriority, el.register, ccb); err != nil {
-			gc.Close() //nolint:errcheck
+			// pace: gc was never registered, and gc.Close would only
+			// queue a task on the same poller: close the duplicate here.
+			_ = unix.Close(dupFD)
 			resCh <- RegisteredResult{Err: err}
 			return
 		}
 		// pace: an engine that stops before the loop runs the task never
-		// opens the connection: give up then, rather than wait forever.
+		// opens the connection: give up then, rather than wait forever,
+		// unless the loop has already taken it.
 		select {
 		case <-connOpened:
 		case <-el.engine.concurrency.ctx.Done():
-			resCh <- RegisteredResult{Err: errorx.ErrEngineShutdown}
-			return
+			if ccb.owner.CompareAndSwap(0, 2) {
+				_ = unix.Close(dupFD)
+				resCh <- RegisteredResult{Err: errorx.ErrEngineShutdown}
+				return
+			}
+			<-connOpened
 		}
 		// pace: a connection the poller refused (it is closed by now) is
 		// a failure, not a connection that never opens.
@@ -220,6 +233,9 @@ func (el *eventloop) register(a any) error {
 	if !ok {
 		ccb := a.(*connWithCallback)
 		c = ccb.c
+		if !ccb.owner.CompareAndSwap(0, 1) {
+			return nil // enroll gave up on it and closed the descriptor
+		}
 		defer ccb.cb()
 		if err := el.watch(c); err != nil {
 			ccb.err = err

@@ -51,15 +51,19 @@ func (h *paceHandler) Errorf(format string, args ...any) {
 	h.mu.Unlock()
 }
 
-func (h *paceHandler) logged(sub string) bool {
+func (h *paceHandler) logged(sub string) bool { return h.count(sub) > 0 }
+
+// count is how many of the logged errors contain sub.
+func (h *paceHandler) count(sub string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	n := 0
 	for _, e := range h.errors {
 		if strings.Contains(e, sub) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 func (h *paceHandler) OnBoot(eng Engine) Action {
@@ -354,7 +358,12 @@ func TestPaceAcceptPausesOnEMFILE(t *testing.T) {
 		t.Fatal("the engine stopped on EMFILE")
 	case <-time.After(3 * acceptPause):
 	}
+	// One try per pause, not a loop failing on every pass.
+	n := h.count("not accepting")
 	restore()
+	if n > 10 {
+		t.Errorf("%d accept failures logged in %v of EMFILE, want one per %v", n, 3*acceptPause, acceptPause)
+	}
 	askFD(t, h, queued, "connection queued while out of descriptors")
 	askFD(t, h, live, "connection open before")
 }
@@ -389,5 +398,66 @@ func TestPaceRegisterFailureReported(t *testing.T) {
 	var st syscall.Stat_t
 	if syscall.Fstat(fd, &st) == nil {
 		t.Errorf("descriptor %d still open after its registration failed", fd)
+	}
+}
+
+// An Enroll that meets an engine already stopping returns an error and
+// closes its duplicate of the descriptor, so that closing the original
+// closes the socket (the peer reads EOF). Stock gnet waited forever; an
+// earlier patch returned but left the duplicate open.
+func TestPaceEnrollOnStoppingEngine(t *testing.T) {
+	h, el, _, _ := startPace(t)
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	nc, err := net.Dial("tcp", bl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	peer, err := bl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	release, blocked := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	if err := el.poller.Trigger(queue.LowPriority, func(any) error {
+		close(blocked)
+		<-release
+		return nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	go func() { _ = h.eng.Stop(context.Background()) }()
+	for deadline := time.Now().Add(5 * time.Second); el.engine.concurrency.ctx.Err() == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the engine's context was not cancelled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ch, err := el.Enroll(context.Background(), nc)
+	if err == nil {
+		select {
+		case r := <-ch:
+			err = r.Err
+		case <-time.After(5 * time.Second):
+			t.Fatal("Enroll did not answer on a stopping engine")
+		}
+	}
+	if err == nil {
+		t.Fatal("Enroll on a stopping engine succeeded")
+	}
+	_ = nc.Close()
+	unblock()
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, rerr := peer.Read(make([]byte, 8)); rerr == nil || n > 0 || os.IsTimeout(rerr) {
+		t.Fatalf("peer read %d, %v after the failed Enroll; want EOF (the duplicate closed)", n, rerr)
 	}
 }

@@ -78,8 +78,12 @@ func OpenPoller() (poller *Poller, err error) {
 // Close closes the poller.
 func (p *Poller) Close() error {
 	p.closeMu.Lock()
+	closed := p.closed
 	p.closed = true
 	p.closeMu.Unlock()
+	if closed {
+		return nil // pace: the numbers may belong to new descriptors now
+	}
 	_ = unix.Close(p.efd)
 	return os.NewSyscallError("close", unix.Close(p.fd))
 }
