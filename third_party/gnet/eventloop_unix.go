@@ -241,10 +241,7 @@ func (el *eventloop) register(a any) error {
 			ccb.err = err
 			return err
 		}
-		if c.isDatagram && c.remote != nil {
-			return nil
-		}
-		return el.open(c)
+		return el.openWatched(c)
 	}
 	return el.register0(c)
 }
@@ -253,6 +250,13 @@ func (el *eventloop) register0(c *conn) error {
 	if err := el.watch(c); err != nil {
 		return err
 	}
+	return el.openWatched(c)
+}
+
+// openWatched opens a connection that watch has added, unless it is a
+// connected UDP socket, which has no open event. (pace: the second half of
+// register0.)
+func (el *eventloop) openWatched(c *conn) error {
 	if c.isDatagram && c.remote != nil {
 		return nil
 	}
