@@ -205,7 +205,10 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 			continue
 		case stSize:
 			if v := hexTab[c]; v >= 0 {
-				if b.size > (1<<63-1)>>4 {
+				// At most 16 digits, leading zeros included: net/http
+				// rejects more, and a size line another parser reads
+				// differently must not get through.
+				if b.size > (1<<63-1)>>4 || b.lineLen >= 16 { // lineLen: digits so far
 					return dst, i, false, ErrBadChunk // overflow
 				}
 				b.size = b.size<<4 | int64(v)

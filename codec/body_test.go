@@ -156,23 +156,24 @@ func TestBodyChunkedBad(t *testing.T) {
 		in  string
 		err error
 	}{
-		{"\r\n", ErrBadChunk},                      // empty size
-		{"x\r\n", ErrBadChunk},                     // non-hex
-		{"0x5\r\nhello\r\n0\r\n\r\n", ErrBadChunk}, // 0x prefix
-		{"+5\r\nhello\r\n0\r\n\r\n", ErrBadChunk},  // sign
-		{"-5\r\n", ErrBadChunk},                    // sign
-		{" 5\r\n", ErrBadChunk},                    // leading space
-		{"5 \r\nhello\r\n", ErrBadChunk},           // trailing space without extension
-		{"5x\r\nhello\r\n", ErrBadChunk},           // trailing junk
-		{"5\nhello\r\n", ErrBadChunk},              // bare LF after size
-		{"5\rhello\r\n", ErrBadChunk},              // bare CR after size
-		{"5;a\nb\r\nhello\r\n", ErrBadChunk},       // bare LF in extension
-		{"5;a\x00\r\nhello\r\n", ErrBadChunk},      // NUL in extension
-		{"5\r\nhelloX\r\n", ErrBadChunk},           // data longer than size
-		{"5\r\nhello\n0\r\n\r\n", ErrBadChunk},     // bare LF after data
-		{"5\r\nhello\r0\r\n\r\n", ErrBadChunk},     // bare CR after data
-		{"10000000000000000\r\n", ErrBadChunk},     // overflow
-		{"fffffffffffffffff\r\n", ErrBadChunk},     // overflow
+		{"\r\n", ErrBadChunk},                                    // empty size
+		{"x\r\n", ErrBadChunk},                                   // non-hex
+		{"0x5\r\nhello\r\n0\r\n\r\n", ErrBadChunk},               // 0x prefix
+		{"+5\r\nhello\r\n0\r\n\r\n", ErrBadChunk},                // sign
+		{"-5\r\n", ErrBadChunk},                                  // sign
+		{" 5\r\n", ErrBadChunk},                                  // leading space
+		{"5 \r\nhello\r\n", ErrBadChunk},                         // trailing space without extension
+		{"5x\r\nhello\r\n", ErrBadChunk},                         // trailing junk
+		{"5\nhello\r\n", ErrBadChunk},                            // bare LF after size
+		{"5\rhello\r\n", ErrBadChunk},                            // bare CR after size
+		{"5;a\nb\r\nhello\r\n", ErrBadChunk},                     // bare LF in extension
+		{"5;a\x00\r\nhello\r\n", ErrBadChunk},                    // NUL in extension
+		{"5\r\nhelloX\r\n", ErrBadChunk},                         // data longer than size
+		{"5\r\nhello\n0\r\n\r\n", ErrBadChunk},                   // bare LF after data
+		{"5\r\nhello\r0\r\n\r\n", ErrBadChunk},                   // bare CR after data
+		{"10000000000000000\r\n", ErrBadChunk},                   // overflow
+		{"fffffffffffffffff\r\n", ErrBadChunk},                   // overflow
+		{"00000000000000005\r\nhello\r\n0\r\n\r\n", ErrBadChunk}, // 17 digits, as net/http
 		{"5;" + strings.Repeat("a", MaxChunkLine) + "\r\n", ErrBadChunk},
 		{"1;" + strings.Repeat("a", MaxChunkLine-4) + "\r\nx\r\n0\r\n\r\n", ErrBadChunk}, // line of exactly MaxChunkLine
 		{"0\r\nX : y\r\n\r\n", ErrSpaceBeforeColon},                                      // trailer rules
