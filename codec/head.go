@@ -93,6 +93,11 @@ type headInfo struct {
 	connClose, connKeepAlive, connUpgrade bool
 	upgrade, expect100                    bool
 	xff                                   int
+
+	// response allows whitespace between an ordinary field name and its
+	// colon, which a proxy must remove rather than reject in a response
+	// (RFC 9112 section 5.1). Requests get 400 for it.
+	response bool
 }
 
 // parseFields scans field lines from buf[i:] up to and including the empty
@@ -132,10 +137,13 @@ func scanFields(buf []byte, i int, fs *[]Field, maxFields int, h *headInfo) (int
 		if k == len(buf) {
 			return 0, ErrNeedMore
 		}
+		colon := k
 		if buf[k] != ':' || k == i {
-			return 0, nameErr(buf, i, k)
+			if colon = spacedColon(buf, i, k, h); colon < 0 {
+				return 0, nameErr(buf, i, k)
+			}
 		}
-		v := k + 1
+		v := colon + 1
 		for v < len(buf) && isOWS(buf[v]) {
 			v++
 		}
@@ -185,6 +193,29 @@ func valueEnd(v []byte) int {
 		i++
 	}
 	return i
+}
+
+// spacedColon returns the index of the colon after whitespace that ends
+// the field name buf[i:k] of a response, or -1 when the name is empty,
+// something other than whitespace and a colon follows, the buffer ends
+// first, or the name is a framing field: Content-Length and
+// Transfer-Encoding with a space stay an error, as a recipient that reads
+// them differently could frame the body differently.
+func spacedColon(buf []byte, i, k int, h *headInfo) int {
+	if !h.response || k == i || !isOWS(buf[k]) {
+		return -1
+	}
+	j := k
+	for j < len(buf) && isOWS(buf[j]) {
+		j++
+	}
+	if j == len(buf) || buf[j] != ':' {
+		return -1
+	}
+	if name := buf[i:k]; eqFold(name, "content-length") || eqFold(name, "transfer-encoding") {
+		return -1
+	}
+	return j
 }
 
 // nameErr classifies the byte at b[k] that ended the field name b[i:k]

@@ -70,7 +70,7 @@ func (r *Response) ParseMethod(b []byte, lim *Limits, method []byte) (int, error
 	if err := r.parseStatusLine(buf[:p-1]); err != nil {
 		return 0, err
 	}
-	h := headInfo{minor: r.Minor, xff: -1}
+	h := headInfo{minor: r.Minor, xff: -1, response: true}
 	n, err := parseFields(buf, p+1, &r.Fields, maxFields, &h)
 	if err != nil {
 		if err == ErrNeedMore {

@@ -66,6 +66,10 @@ var responseCases = []respCase{
 	rbad("TE on 1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", ErrBadTransferEncoding),
 	rbad("obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", ErrObsFold),
 	rbad("space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\n", ErrSpaceBeforeColon),
+	rbad("space before colon TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding\t: chunked\r\n\r\n", ErrSpaceBeforeColon),
+	rbad("space, no colon", "HTTP/1.1 200 OK\r\nX-Info 1\r\n\r\n", ErrBadFieldName),
+	rbad("space before colon, empty name", "HTTP/1.1 200 OK\r\n : 1\r\n\r\n", ErrObsFold),
+	rok("space before colon, ordinary field", "HTTP/1.1 200 OK\r\nX-Info \t: 1\r\nContent-Length: 2\r\n\r\n", 200, cl(2), true),
 	rbad("bare CR value", "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", ErrBareCR),
 }
 
