@@ -118,10 +118,8 @@ func (r *Request) Parse(b []byte, lim *Limits) (int, error) {
 		return 0, ErrMissingHost
 	}
 	if h.host != nil {
-		for _, c := range h.host {
-			if !hostTab[c] {
-				return 0, ErrBadHost
-			}
+		if !validHost(h.host) {
+			return 0, ErrBadHost
 		}
 		r.Host = h.host
 	}
@@ -216,8 +214,8 @@ func (r *Request) checkTargetForm() error {
 		}
 		a++
 	}
-	if a == 0 {
-		return ErrBadRequestLine // empty host, RFC 9110 section 4.2.1
+	if a == 0 || !validHost(rest[:a]) {
+		return ErrBadRequestLine // empty or malformed host, RFC 9110 section 4.2.1
 	}
 	r.Authority = rest[:a]
 	switch {
@@ -325,4 +323,43 @@ func targetEnd(v []byte) int {
 		i++
 	}
 	return i
+}
+
+// validHost reports whether h has the shape uri-host [":" port] (RFC 9110
+// section 7.2, RFC 3986 section 3.2.2): an IP-literal in brackets, or a
+// name or IPv4 address without ":", then optionally ":" and digits. The
+// bytes themselves are checked against hostTab. RFC 9112 section 3.2
+// answers any other Host value with 400. Empty is valid: a target with no
+// authority is sent with an empty Host.
+func validHost(h []byte) bool {
+	i := 0
+	if len(h) > 0 && h[0] == '[' {
+		for i = 1; i < len(h) && h[i] != ']'; i++ {
+			if c := h[i]; !hostTab[c] || c == '[' {
+				return false
+			}
+		}
+		if i == len(h) || i == 1 {
+			return false // unclosed, or "[]"
+		}
+		i++
+	} else {
+		for ; i < len(h) && h[i] != ':'; i++ {
+			if c := h[i]; !hostTab[c] || c == '[' || c == ']' {
+				return false
+			}
+		}
+	}
+	if i == len(h) {
+		return true
+	}
+	if h[i] != ':' {
+		return false // "[::1]x"
+	}
+	for _, c := range h[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
