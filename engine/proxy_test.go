@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -956,11 +957,24 @@ func TestBadInputResponseText(t *testing.T) {
 // sets them from its own peer, except for a peer in trusted_proxies (nginx
 // terminating TLS in front), whose values go on as sent. Before, a trusted
 // nginx's "X-Forwarded-Proto: https" became "http", and any client's
-// X-Real-IP reached the backends unchanged.
+// X-Real-IP reached the backends unchanged. The other forwarding fields
+// (Forwarded, X-Forwarded-Host, X-Forwarded-Port) reach the backend only
+// from a trusted proxy: a client's "host=evil.example" would otherwise be
+// believed as much as pace's X-Forwarded-Proto.
 func TestForwardedFieldsTrust(t *testing.T) {
 	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "proto=%q real=%q", r.Header.Values("X-Forwarded-Proto"), r.Header.Values("X-Real-Ip"))
+		if f := r.Header.Values("Forwarded"); f != nil {
+			fmt.Fprintf(w, " fwd=%q", f)
+		}
+		if f := r.Header.Values("X-Forwarded-Host"); f != nil {
+			fmt.Fprintf(w, " host=%q", f)
+		}
+		if f := r.Header.Values("X-Forwarded-Port"); f != nil {
+			fmt.Fprintf(w, " port=%q", f)
+		}
 	})
+	spoof := map[string]string{"Forwarded": "for=6.6.6.6;host=evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "443"}
 	for _, tc := range []struct {
 		trusted []string
 		send    map[string]string
@@ -968,8 +982,10 @@ func TestForwardedFieldsTrust(t *testing.T) {
 	}{
 		{nil, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["http"] real=["127.0.0.1"]`},
 		{nil, nil, `proto=["http"] real=["127.0.0.1"]`},
+		{nil, spoof, `proto=["http"] real=["127.0.0.1"]`},
 		{[]string{"127.0.0.1"}, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["https"] real=["7.7.7.7"]`},
 		{[]string{"127.0.0.1"}, map[string]string{"X-Forwarded-For": "9.9.9.9"}, `proto=["http"] real=["9.9.9.9"]`},
+		{[]string{"127.0.0.1"}, spoof, `proto=["http"] real=["127.0.0.1"] fwd=["for=6.6.6.6;host=evil.example"] host=["evil.example"] port=["443"]`},
 		{[]string{"10.0.0.0/8"}, map[string]string{"X-Forwarded-Proto": "https", "X-Real-IP": "7.7.7.7"}, `proto=["http"] real=["127.0.0.1"]`},
 	} {
 		p := startProxy(t, []string{b.addr()}, func(o *Options) { o.RateLimit.TrustedProxies = tc.trusted })
@@ -987,6 +1003,26 @@ func TestForwardedFieldsTrust(t *testing.T) {
 			t.Errorf("trusted %v, sent %v: backend saw %s, want %s", tc.trusted, tc.send, body, tc.want)
 		}
 		p.stop(t)
+	}
+}
+
+// The client gets exactly one X-Backend, pace's: a backend's own (an
+// internal name, say) is dropped, as a client's X-Proxy is on the way in.
+func TestBackendXBackendReplaced(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", "internal-db-7.corp:5432")
+		fmt.Fprint(w, "ok")
+	})
+	p := startProxy(t, []string{b.addr()}, nil)
+	defer p.stop(t)
+	resp, err := client().Get(p.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got, want := resp.Header.Values("X-Backend"), []string{b.addr()}; !slices.Equal(got, want) {
+		t.Errorf("X-Backend = %q, want %q", got, want)
 	}
 }
 

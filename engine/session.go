@@ -120,13 +120,19 @@ var (
 	hdrXRealIP = []byte("X-Real-IP")
 	hdrHost    = []byte("Host")
 	valHTTP    = []byte("http")
-	// Fields pace sets itself, dropped from what the client sent. A
-	// trusted proxy's X-Forwarded-Proto and X-Real-IP are kept (see
+	// Fields pace sets itself, dropped from what the client sent, and
+	// the other forwarding fields, which only a proxy may set: a backend
+	// that believes pace's X-Forwarded-Proto would believe a client's
+	// Forwarded or X-Forwarded-Host too. A trusted proxy's are kept (see
 	// buildHead); an HTTP/1.0 request's Expect is dropped too.
-	dropReq          = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"}
-	dropReq10        = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "Expect"}
+	dropReq = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP",
+		"Forwarded", "X-Forwarded-Host", "X-Forwarded-Port"}
+	dropReq10 = []string{"X-Proxy", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP",
+		"Forwarded", "X-Forwarded-Host", "X-Forwarded-Port", "Expect"}
 	dropReqTrusted   = []string{"X-Proxy", "X-Forwarded-For"}
 	dropReqTrusted10 = []string{"X-Proxy", "X-Forwarded-For", "Expect"}
+	// A backend's own X-Backend would reach the client beside pace's.
+	dropResp = []string{"X-Backend"}
 )
 
 // newSession starts serving a client connection. Loop.

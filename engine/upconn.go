@@ -500,6 +500,7 @@ func (s *session) writeResponseHead() bool {
 		Framing:   out,
 		Close:     s.closeAfter,
 		KeepAlive: s.minor == 0 && !s.closeAfter,
+		Drop:      dropResp,
 		Extra:     e.xbackend[s.be.Index],
 	}
 	h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, &opts)
