@@ -135,7 +135,7 @@ func New(o Options) (*Engine, error) {
 		e.maxIdle = 1024
 	}
 	e.lowWater = e.bufLimit / 4
-	e.holdMax = 2*e.bufLimit + 64<<10
+	e.holdMax = 2*e.bufLimit + readBufferCap
 	e.limits = codec.Limits{
 		MaxTarget: o.Server.MaxURISize.Or(8 << 10),
 		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),
@@ -274,7 +274,7 @@ func (e *Engine) Run() error {
 			gnet.WithReusePort(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(64<<10),
+			gnet.WithReadBufferCap(readBufferCap),
 			gnet.WithLogger(gnetLogger{e.log}),
 		)
 		if e.draining.Load() {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1059,5 +1060,90 @@ func TestBadRequestKeepsItsMethod(t *testing.T) {
 	const key = `http_requests_duration_seconds_count{method="DELETE",status="400"}`
 	if v := scrape(t, p)[key]; v != 1 {
 		t.Fatalf("%s = %v, want 1", key, v)
+	}
+}
+
+// Bytes a backend sends after a complete response answer nothing: the
+// connection is closed, never reused, so they cannot become the next
+// request's response, pipelined on the same client or from another one.
+// The hard case is a response that ends exactly where a read ends (64 KiB,
+// gnet's read buffer): nothing is left in pace's buffer, but the extra
+// bytes still sit in the socket. The loop is held while the backend writes
+// so that the read finds everything there; before the fix the next request
+// got "EVIL!".
+func TestExtraBytesAfterResponseNeverReused(t *testing.T) {
+	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
+	for _, tc := range []struct {
+		name      string
+		total     int // first response, head included
+		pipelined bool
+	}{
+		{"same read", 1000, true},
+		{"read boundary", readBufferCap, true},
+		{"two reads", 2 * readBufferCap, true},
+		{"read boundary, other client", readBufferCap, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got1, write := make(chan struct{}), make(chan struct{})
+			var served atomic.Int32
+			addr := rawBackend(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					if _, err := readHead(br); err != nil {
+						return
+					}
+					if served.Add(1) == 1 {
+						close(got1)
+						<-write
+						head := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %06d\r\n\r\n", tc.total-43)
+						c.Write([]byte(head + strings.Repeat("a", tc.total-len(head)) + evil))
+						continue
+					}
+					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"))
+				}
+			})
+			p := startProxy(t, []string{addr}, func(o *Options) { o.Server.Workers = 1 })
+			defer p.stop(t)
+			a, lp := dialLoop(t, p)
+			defer a.Close()
+			second := a
+			if tc.pipelined {
+				fmt.Fprint(a, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+			} else {
+				fmt.Fprint(a, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+				second = dialProxy(t, p)
+				defer second.Close()
+			}
+			<-got1
+			unblock := make(chan struct{})
+			lp.exec(func() { <-unblock })
+			close(write)
+			if !tc.pipelined {
+				fmt.Fprint(second, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+			}
+			time.Sleep(50 * time.Millisecond) // all of it in the sockets
+			close(unblock)
+			br := bufio.NewReader(a)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if len(b) != tc.total-43 {
+				t.Fatalf("first response: %d bytes, want %d", len(b), tc.total-43)
+			}
+			if !tc.pipelined {
+				br = bufio.NewReader(second)
+			}
+			second.SetDeadline(time.Now().Add(10 * time.Second))
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "good" {
+				t.Errorf("second request got %d %q, want 200 \"good\"", resp.StatusCode, b)
+			}
+		})
 	}
 }

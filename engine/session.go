@@ -40,6 +40,10 @@ const (
 	dlSend // a response is held back for a client that does not read it
 )
 
+// readBufferCap is gnet's read buffer: the most one read takes from a
+// socket.
+const readBufferCap = 64 << 10
+
 // replayMax is how much of a request body pace keeps to replay it on
 // another backend when the first one fails before answering.
 const replayMax = 64 << 10

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/pace-proxy/pace/codec"
 	"github.com/pace-proxy/pace/metrics"
@@ -29,6 +30,9 @@ type upconn struct {
 	dead   bool // never to be used again
 	eof    bool // the backend closed; pend may still hold its last bytes
 	reset  bool // ... and not with a clean FIN: a reset or an I/O error
+	// full says the last read filled gnet's read buffer: the socket may
+	// hold more, which finish must look for before reusing (see unread).
+	full bool
 	// pickedUp says be was up when the request picked it (not the
 	// fallback when every backend is down); dial skips it if it went
 	// down meanwhile.
@@ -216,7 +220,19 @@ func (up *upconn) onData(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(-1)
 		return gnet.Close
 	}
+	up.full = c.InboundBuffered() >= readBufferCap
 	return up.s.pumpResponse(true)
+}
+
+// unread reports whether the backend's socket holds bytes (or its FIN)
+// that gnet has not read yet. Called only when the last read filled the
+// read buffer, so that a response ending exactly at a read's end is not
+// taken for a clean, complete exchange: what follows it would become the
+// next request's response. A read that came back short had drained the
+// socket. nginx peeks the same way before keeping a connection. Loop.
+func (up *upconn) unread() bool {
+	n, _, err := unix.Recvfrom(up.c.Fd(), up.lp.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err != unix.EAGAIN || n > 0
 }
 
 // closed runs when gnet closed the backend connection; err is gnet's
@@ -541,7 +557,7 @@ func (s *session) finish() {
 	e.bal.Success(s.be)
 	up.s = nil
 	if up.c != nil && !up.eof && !up.dead && s.resp.KeepAlive && s.reqDone &&
-		up.buffered() == 0 && up.c.OutboundBuffered() == 0 {
+		up.buffered() == 0 && up.c.OutboundBuffered() == 0 && !(up.full && up.unread()) {
 		up.reused = true
 		s.lp.putIdle(up)
 	} else {
