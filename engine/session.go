@@ -762,7 +762,14 @@ func (s *session) closeGracefully() {
 		return
 	}
 	s.st = stFlush
-	s.setDeadline(dlFlush, s.lp.e.idleTO)
+	// Timed like send_timeout, by the client's progress (see expired):
+	// a slow reader whose response is still queued is not cut off at
+	// some fixed time with a clean-looking FIN.
+	s.sendMark = 0
+	if s.cl.c != nil {
+		s.sendMark = clamp32(s.cl.c.OutboundBuffered())
+	}
+	s.setDeadline(dlFlush, s.lp.e.sendTO)
 	if s.cl.c == nil {
 		if !s.owed {
 			s.closeNow()
@@ -900,7 +907,31 @@ func (s *session) expired(now int64) {
 			return
 		}
 		s.closeNow()
-	case dlIdle, dlFlush, dlLinger:
+	case dlIdle:
+		if s.cl.c != nil && s.cl.c.OutboundBuffered() > 0 {
+			// The last response is still on its way to a slow reader:
+			// like nginx's keepalive_timeout, idle time starts once it
+			// is sent; until then send_timeout applies (poll goes back
+			// to idle when the output drains).
+			s.awaitClient()
+			s.watch()
+			return
+		}
+		s.closeNow()
+	case dlFlush:
+		if s.cl.c != nil && s.cl.c.OutboundBuffered() > 0 {
+			if out := clamp32(s.cl.c.OutboundBuffered()); out < s.sendMark {
+				s.sendMark = out // it took some: send_timeout again
+				s.setDeadline(dlFlush, e.sendTO)
+				return
+			}
+			// A reset, not a FIN: the response must not look complete.
+			e.logf(levelInfo, "closing client: it read none of its response in send_timeout", "client", s.ip)
+			s.abort()
+			return
+		}
+		s.closeNow()
+	case dlLinger:
 		s.closeNow()
 	case dlQueue:
 		e.logf(levelWarn, "no backend connection freed up in time", "client", s.ip)
@@ -915,6 +946,10 @@ func (s *session) expired(now int64) {
 		// The response waits for the client, not for the backend: the
 		// client has send_timeout to take some of it, like nginx's
 		// send_timeout between two successful writes.
+		if s.st == stHead && s.cl.c != nil && s.cl.c.OutboundBuffered() == 0 {
+			s.idleAgain() // it caught up between two polls
+			return
+		}
 		if s.st == stExchange && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= e.bufLimit) {
 			// The client caught up (or was parked for its pipelined
 			// input with nothing queued): what is awaited now is the
@@ -1007,15 +1042,13 @@ func (s *session) poll(now int64) bool {
 	if s.stallOut && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= lw) {
 		s.stallOut = false
 		if s.dl == dlSend && s.st == stHead {
-			// Back to what the wait replaced: the next head's deadline
-			// if some of it came, else the idle one done() set.
-			if s.gotBytes {
-				s.setDeadline(dlHeader, s.lp.e.headerTO)
-			} else {
-				s.setDeadline(dlIdle, s.lp.e.idleTO)
-			}
+			s.idleAgain()
 		}
 		s.process()
+	}
+	if !s.dead && !s.stallOut && s.dl == dlSend && s.st == stHead &&
+		s.cl.c != nil && s.cl.c.OutboundBuffered() == 0 {
+		s.idleAgain() // the last response drained (see expired, dlIdle)
 	}
 	if !s.dead && s.st == stFlush && s.cl.c != nil && s.cl.c.OutboundBuffered() == 0 {
 		s.linger()
@@ -1024,12 +1057,24 @@ func (s *session) poll(now int64) bool {
 		s.cl.unpark(s.lp, s, s.unparkFailed)
 	}
 	keep := !s.dead && (s.stallBody || s.stallResp || s.stallOut ||
+		(s.dl == dlSend && s.st == stHead && s.cl.c != nil) ||
 		(s.st == stFlush && s.cl.c != nil) || (s.cl.parked && !s.cl.resuming))
 	if !keep || s.watched {
 		return false // done, or already added again during this poll
 	}
 	s.watched = true
 	return true
+}
+
+// idleAgain goes back, after a wait for the client to read, to the
+// deadline the wait replaced: the next head's if some of it came, else
+// the idle one done() set. Loop.
+func (s *session) idleAgain() {
+	if s.gotBytes {
+		s.setDeadline(dlHeader, s.lp.e.headerTO)
+	} else {
+		s.setDeadline(dlIdle, s.lp.e.idleTO)
+	}
 }
 
 // wantsInput reports whether the session would consume client bytes now.

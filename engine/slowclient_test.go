@@ -258,3 +258,64 @@ func TestCutResponsesCounted(t *testing.T) {
 		}
 	}
 }
+
+// A client that reads steadily but slowly gets the whole response even when
+// its tail is still queued in pace for longer than idle_timeout after the
+// backend finished: idle time starts once the response is sent, and a
+// close waits for the client's progress (send_timeout), as in nginx.
+// Before, the tail was dropped at idle_timeout with a FIN, so a
+// close-delimited body looked complete with up to buffer_limit missing.
+func TestSlowReaderGetsTailPastIdleTimeout(t *testing.T) {
+	const size = 256 << 10
+	be := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("cl") != "" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		w.Write(pattern(size)) // chunked without cl: close-delimited to HTTP/1.0
+	})
+	p := startProxy(t, []string{be.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.IdleTimeout = dur(200 * time.Millisecond)
+		o.Server.BufferLimit = 64 << 10
+	})
+	defer p.stop(t)
+	for _, req := range []string{
+		"GET /?cl=1 HTTP/1.1\r\nHost: x\r\n\r\n", // keep-alive: done() sets the idle deadline
+		"GET / HTTP/1.0\r\n\r\n",                 // close-delimited: closeGracefully flushes
+	} {
+		conn, lp := dialLoop(t, p)
+		conn.(*net.TCPConn).SetReadBuffer(8 << 10)
+		set := make(chan struct{})
+		lp.exec(func() { // keep the kernel from absorbing the tail
+			for s := lp.sessions.next; s != &lp.sessions; s = s.next {
+				if s.cl.c != nil {
+					_ = s.cl.c.SetWriteBuffer(8 << 10)
+				}
+			}
+			close(set)
+		})
+		<-set
+		fmt.Fprint(conn, req)
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4<<10), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		got, buf := 0, make([]byte, 4<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			got += n
+			if err != nil {
+				if err != io.EOF {
+					t.Errorf("%q: read %d of %d bytes, then %v", req, got, size, err)
+				}
+				break
+			}
+			time.Sleep(30 * time.Millisecond) // ~130 KB/s: the tail takes longer than idle_timeout
+		}
+		if got != size {
+			t.Errorf("%q: got %d of %d bytes, want all of them", req, got, size)
+		}
+		conn.Close()
+	}
+}
