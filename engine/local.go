@@ -21,8 +21,9 @@ var methodsBytes = func() [][]byte {
 func (s *session) serveMetrics() {
 	e := s.lp.e
 	if s.method != 0 && s.method != 1 {
-		s.closeAfter, s.unread = true, true
-		s.local(405, "Method Not Allowed", "405 Method Not Allowed: use GET\n")
+		// A request body was not read: the caller set closeAfter.
+		// RFC 9110 section 15.5.6: a 405 lists the allowed methods.
+		s.localWith(405, "Method Not Allowed", "405 Method Not Allowed: use GET\n", "Allow: GET, HEAD\r\n")
 		return
 	}
 	b := bytebufferpool.Get()
@@ -40,5 +41,5 @@ func (s *session) serveMetrics() {
 	s.status = 200
 	s.bytesOut = int64(len(b.B))
 	bytebufferpool.Put(b)
-	e.met.Observe(s.method, 200, float64(nanotime()-s.start)/1e9)
+	s.record() // the histogram and the access log, like every request
 }

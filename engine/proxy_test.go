@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -701,6 +702,63 @@ func TestMetricsAbsoluteFormAndQuery(t *testing.T) {
 	}
 	if n := b.reqs.Load(); n != 0 {
 		t.Errorf("backend got %d requests for /metrics", n)
+	}
+}
+
+// lockedBuffer is an io.Writer for a logger that loops write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The metrics endpoint answers methods other than GET and HEAD with 405
+// and the Allow field RFC 9110 section 15.5.6 requires, keeping a
+// connection that sent no body; and every answer it gives is in the
+// access log, like any request's.
+func TestMetricsMethodsAndAccessLog(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	var logs lockedBuffer
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.AccessLog = true
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	c := dialProxy(t, p)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "OPTIONS /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics?x HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || resp.Close {
+		t.Errorf("OPTIONS /metrics = %d, Allow %q, close %v, want 405, \"GET, HEAD\", keep-alive", resp.StatusCode, resp.Header.Get("Allow"), resp.Close)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET /metrics after the 405: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /metrics after the 405 = %d, want 200", resp.StatusCode)
+	}
+	p.stop(t) // flushes the access log
+	for _, want := range []string{" OPTIONS /metrics 405 ", " GET /metrics?x 200 "} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("access log has no line with %q:\n%s", want, logs.String())
+		}
 	}
 }
 

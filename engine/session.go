@@ -617,6 +617,11 @@ func (s *session) badRequest(err error, in []byte) {
 
 // local writes a response pace generates itself and records it. Loop.
 func (s *session) local(status int, reason, body string) {
+	s.localWith(status, reason, body, "")
+}
+
+// localWith is local with extra header lines (each ending in CRLF). Loop.
+func (s *session) localWith(status int, reason, body, extra string) {
 	e := s.lp.e
 	s.status = status
 	if s.cl.c == nil && !s.cl.parked {
@@ -630,6 +635,7 @@ func (s *session) local(status int, reason, body string) {
 	h = append(h, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
 	h = strconv.AppendInt(h, int64(len(body)), 10)
 	h = append(h, "\r\n"...)
+	h = append(h, extra...)
 	if s.limited {
 		h = e.lim.AppendHeaders(h, s.decision)
 	}
