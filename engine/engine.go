@@ -163,7 +163,7 @@ func New(o Options) (*Engine, error) {
 	var keys, full func() float64
 	if e.lim != nil {
 		keys = func() float64 { return float64(e.lim.Keys()) }
-		full = func() float64 { return float64(e.lim.Rejected()) }
+		full = func() float64 { return float64(e.lim.Dropped()) }
 	}
 	e.met = metrics.New(names, keys, full)
 	e.bal.OnState = func(b *upstream.Backend, up bool) {

@@ -44,8 +44,8 @@ func TestExpositionParses(t *testing.T) {
 			}
 		}
 	}
-	if f := fams["pace_ratelimit_full_rejections_total"]; f == nil || f.GetType().String() != "COUNTER" || f.Metric[0].GetCounter().GetValue() != 1 {
-		t.Errorf("pace_ratelimit_full_rejections_total = %v, want a counter at 1", f)
+	if f := fams["pace_ratelimit_full_drops_total"]; f == nil || f.GetType().String() != "COUNTER" || f.Metric[0].GetCounter().GetValue() != 1 {
+		t.Errorf("pace_ratelimit_full_drops_total = %v, want a counter at 1", f)
 	}
 	t.Log(b.String()[:1500])
 }

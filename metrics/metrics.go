@@ -101,7 +101,7 @@ type Metrics struct {
 	IdleConns         []atomic.Int64
 	rateLimitKeys     func() float64
 	rateLimitOverflow func() float64
-	fullRejections    *vm.Counter // set from rateLimitOverflow at each scrape
+	fullDrops         *vm.Counter // set from rateLimitOverflow at each scrape
 }
 
 // help is the # HELP text of each of pace's metric families. The
@@ -123,7 +123,7 @@ var help = map[string]string{
 	"pace_backend_up":                        "1 while the backend is in rotation, 0 while it is skipped after failures.",
 	"pace_upstream_idle_connections":         "Pooled idle backend connections, by backend.",
 	"pace_ratelimit_keys":                    "Client keys the rate limiter tracks.",
-	"pace_ratelimit_full_rejections_total":   "New client keys answered 429 because the limiter's key table was full (max_keys).",
+	"pace_ratelimit_full_drops_total":        "Live client keys the limiter dropped, oldest first, to make room for new ones because its key table was full (max_keys).",
 }
 
 // New creates every metric for the given backends (their host:port names).
@@ -161,7 +161,7 @@ func New(backends []string, keys, overflow func() float64) *Metrics {
 	}
 	if overflow != nil {
 		m.rateLimitOverflow = overflow
-		m.fullRejections = s.NewCounter("pace_ratelimit_full_rejections_total")
+		m.fullDrops = s.NewCounter("pace_ratelimit_full_drops_total")
 	}
 	return m
 }
@@ -203,8 +203,8 @@ func (m *Metrics) UpstreamErrors(i, kind int) uint64 { return m.upstreamErrors[i
 // WritePrometheus writes the exposition: pace's metrics, then the Go
 // runtime and process metrics (go_goroutines, process_resident_memory_bytes...).
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	if m.fullRejections != nil {
-		m.fullRejections.Set(uint64(m.rateLimitOverflow()))
+	if m.fullDrops != nil {
+		m.fullDrops.Set(uint64(m.rateLimitOverflow()))
 	}
 	b := bytebufferpool.Get()
 	defer bytebufferpool.Put(b)

@@ -51,12 +51,15 @@
 // counter, touched only when a key is inserted or released). A new key
 // arriving when the cap is reached makes its shard's hand examine up to 64
 // more slots; expired keys found there are reclaimed ([Limiter.Evicted]
-// counts them) and the new key takes a freed place. If none is found the
-// request is denied, with RetryAfter set to when the soonest of the examined
-// keys expires, and counted by [Limiter.Rejected]. That is the safe choice:
-// live keys are never evicted (evicting one would reset its quota, so a
-// client rotating keys could escape its limit), and nothing is admitted
-// untracked.
+// counts them) and the new key takes a freed place. If none has expired,
+// the key among those 64 that expires soonest (the one whose counted
+// requests are oldest) is dropped and the new key takes its place
+// ([Limiter.Dropped] counts them), as nginx's limit_req drops its least
+// recently used entry and HAProxy's stick tables their oldest. Denying the
+// new key instead would let whoever fills the table (an IPv6 client
+// rotating addresses, or a header key) shut every new client out for a
+// window. A dropped key starts again with a full quota, which gains a
+// client rotating keys nothing it did not already have from its new keys.
 // Keys already tracked are unaffected.
 //
 // # Clock
@@ -103,6 +106,6 @@
 // 2 swept slots, 64 more when the shard is full) and does not allocate for
 // a tracked key; inserting a key may add a slab page or double the shard's
 // table (a sequential rehash of at most that shard's entries).
-// Keys, Evicted and Rejected read per-shard atomics without locking. An
+// Keys, Evicted and Dropped read per-shard atomics without locking. An
 // Extractor is immutable and needs no locking.
 package ratelimit

@@ -92,16 +92,16 @@ type Limiter struct {
 
 type shardState struct {
 	mu         sync.Mutex
-	last       int64      // latest ms seen; the shard's clock never goes back
-	cycleStart int64      // ms when the clock hand last wrapped to slot 0
-	idx        index      // key -> slot
-	data       [][]uint32 // slab pages: per slot its Key (or, when free, the free-list link), then its state (all zero iff free)
-	nslots     uint32     // slots handed out so far (high-water mark)
-	free       uint32     // free-list head + 1; 0 when empty
-	hand       uint32     // next slot the sweep examines
-	live       int32      // keys tracked by this shard
-	evicted    atomic.Uint64
-	rejected   atomic.Uint64
+	last       int64         // latest ms seen; the shard's clock never goes back
+	cycleStart int64         // ms when the clock hand last wrapped to slot 0
+	idx        index         // key -> slot
+	data       [][]uint32    // slab pages: per slot its Key (or, when free, the free-list link), then its state (all zero iff free)
+	nslots     uint32        // slots handed out so far (high-water mark)
+	free       uint32        // free-list head + 1; 0 when empty
+	hand       uint32        // next slot the sweep examines
+	live       int32         // keys tracked by this shard
+	evicted    atomic.Uint64 // expired keys reclaimed for a new key
+	dropped    atomic.Uint64 // live keys dropped for a new key
 }
 
 // shard pads shardState to a multiple of 128 bytes so neighbouring mutexes
@@ -164,8 +164,7 @@ func (l *Limiter) Keys() int {
 }
 
 // Evicted returns how many expired keys were reclaimed ahead of the regular
-// sweep because a new key arrived at a full shard (max_keys reached). Live
-// keys are never evicted.
+// sweep because a new key arrived at a full shard (max_keys reached).
 func (l *Limiter) Evicted() uint64 {
 	var n uint64
 	for i := range l.shards {
@@ -174,12 +173,13 @@ func (l *Limiter) Evicted() uint64 {
 	return n
 }
 
-// Rejected returns how many requests from new keys were denied because
-// max_keys was reached and no expired key could be reclaimed quickly.
-func (l *Limiter) Rejected() uint64 {
+// Dropped returns how many live keys were dropped, their counts with
+// them, to make room for new keys because max_keys was reached and no
+// expired key could be reclaimed quickly.
+func (l *Limiter) Dropped() uint64 {
 	var n uint64
 	for i := range l.shards {
-		n += l.shards[i].rejected.Load()
+		n += l.shards[i].dropped.Load()
 	}
 	return n
 }
@@ -262,26 +262,29 @@ func (l *Limiter) allowLocked(s *shard, k *Key, h uint32, now int64) Decision {
 }
 
 // insert finds a slot for the new key k. When the shard is full it reclaims
-// an expired key if one is among the next fullProbe slots; otherwise it fills
-// in a denial in d and returns false.
+// an expired key if one is among the next fullProbe slots; otherwise it
+// drops the live key among them that expires soonest, the one whose
+// requests are oldest, as nginx's limit_req drops its least recently used
+// entry. Denying new keys instead would let whoever fills the table shut
+// every new client out. It returns false, with an admitting decision in d,
+// only when the shard holds no key to drop (the others hold them all): the
+// request is then admitted untracked.
 func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (uint32, bool) {
 	if l.keys.Add(1) > l.maxKeys {
 		l.keys.Add(-1)
 		freed := l.sweep(s, now, fullProbe)
+		s.evicted.Add(uint64(freed))
 		if freed == 0 || l.keys.Add(1) > l.maxKeys { // another shard may have taken the room
 			if freed > 0 {
 				l.keys.Add(-1)
-				s.evicted.Add(uint64(freed))
 			}
-			s.rejected.Add(1)
-			*d = Decision{Limit: int(l.limit), RetryAfter: time.Millisecond, Reset: time.Millisecond}
-			if wait := l.soonestExpiry(s, now); wait > 0 {
-				d.RetryAfter = time.Duration(wait) * time.Millisecond
-				d.Reset = d.RetryAfter
+			if !l.dropSoonest(s, now) {
+				*d = Decision{Allowed: true, Limit: int(l.limit), Remaining: int(l.limit) - 1}
+				return 0, false
 			}
-			return 0, false
+			s.dropped.Add(1)
+			// The new key takes the dropped key's place in the count.
 		}
-		s.evicted.Add(uint64(freed))
 	}
 	var idx uint32
 	if s.free != 0 {
@@ -301,20 +304,36 @@ func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (ui
 	return idx, true
 }
 
-// soonestExpiry returns the ms until the first of the fullProbe slots before
-// the hand expires (0 if none is in use).
-func (l *Limiter) soonestExpiry(s *shard, now int64) int64 {
-	best := int64(0)
+// dropSoonest releases the key, among the fullProbe slots before the hand,
+// that expires soonest, leaving the key count to the key that takes its
+// place. It returns false if none of them holds a key.
+func (l *Limiter) dropSoonest(s *shard, now int64) bool {
+	best, bestAt, found := uint32(0), int64(0), false
 	for j, i := 0, s.hand; j < fullProbe && j < int(s.nslots); j++ {
 		if i == 0 {
 			i = s.nslots
 		}
 		i--
-		if at, used := l.expiresAt(s.state(i, l.stride), now); used && (best == 0 || at-now < best) {
-			best = at - now
+		if at, used := l.expiresAt(s.state(i, l.stride), now); used && (!found || at < bestAt) {
+			best, bestAt, found = i, at, true
 		}
 	}
-	return best
+	if found {
+		l.release(s, best)
+	}
+	return found
+}
+
+// release frees slot i, whose key leaves the index; the caller adjusts
+// l.keys.
+func (l *Limiter) release(s *shard, i uint32) {
+	k := s.key(i, l.stride)
+	s.idx.remove(uint32(l.hash(k)), i)
+	clear(s.state(i, l.stride))
+	*k = Key{}
+	binary.LittleEndian.PutUint32(k[:4], s.free)
+	s.free = i + 1
+	s.live--
 }
 
 // keyWords is the uint32 words a slot's Key takes, before its state.
@@ -348,15 +367,8 @@ func (l *Limiter) sweep(s *shard, now int64, n int) int {
 			s.hand = 0
 			s.cycleStart = now
 		}
-		st := s.state(i, l.stride)
-		if at, used := l.expiresAt(st, now); used && at <= now {
-			k := s.key(i, l.stride)
-			s.idx.remove(uint32(l.hash(k)), i)
-			clear(st)
-			*k = Key{}
-			binary.LittleEndian.PutUint32(k[:4], s.free)
-			s.free = i + 1
-			s.live--
+		if at, used := l.expiresAt(s.state(i, l.stride), now); used && at <= now {
+			l.release(s, i)
 			l.keys.Add(-1)
 			freed++
 		}

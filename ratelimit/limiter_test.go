@@ -367,7 +367,8 @@ func TestIdleShardReset(t *testing.T) {
 }
 
 // max_keys: a full shard reclaims an expired key if it finds one, and
-// otherwise denies new keys (tracked keys are unaffected).
+// otherwise drops the key that expires soonest, so that a new client is
+// never shut out; keys used since are kept.
 func TestMaxKeys(t *testing.T) {
 	l, c := newTest(t, Config{MaxRequests: 2, WindowSeconds: 10, MaxKeys: 8, Shards: 1})
 	key := func(i int) Key { return KeyFromAddr(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})) }
@@ -375,24 +376,38 @@ func TestMaxKeys(t *testing.T) {
 		if d := l.Allow(key(i)); !d.Allowed {
 			t.Fatalf("Allow(key %d) = %+v, want allowed", i, d)
 		}
+		c.Advance(sec) // key 0 is the oldest
 	}
-	c.Advance(3 * sec)
-	d := l.Allow(key(100))
-	if d.Allowed || d.RetryAfter != 7*sec {
-		t.Fatalf("Allow(new key, full) = %+v, want denied with RetryAfter 7s", d)
+	// Keys 1-7 are used again: key 0 (used at 0 s) expires soonest.
+	for i := 1; i < 8; i++ {
+		l.Allow(key(i))
 	}
-	if l.Rejected() != 1 || l.Evicted() != 0 || l.Keys() != 8 {
-		t.Errorf("Rejected, Evicted, Keys = %d, %d, %d, want 1, 0, 8", l.Rejected(), l.Evicted(), l.Keys())
+	if d := l.Allow(key(100)); !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("Allow(new key, full) = %+v, want allowed with 1 remaining", d)
 	}
-	if d := l.Allow(key(3)); !d.Allowed || d.Remaining != 0 {
-		t.Errorf("Allow(tracked key) while full = %+v, want allowed", d)
+	if l.Dropped() != 1 || l.Evicted() != 0 || l.Keys() != 8 {
+		t.Errorf("Dropped, Evicted, Keys = %d, %d, %d, want 1, 0, 8", l.Dropped(), l.Evicted(), l.Keys())
 	}
-	c.Advance(7 * sec) // keys 0-7 except 3 expired (3 was used at 3 s)
-	if d := l.Allow(key(100)); !d.Allowed {
+	// Every other key kept its count: each used 2 of 2.
+	for i := 1; i < 8; i++ {
+		if d := l.Allow(key(i)); d.Allowed {
+			t.Errorf("Allow(key %d) after the drop = %+v, want denied: its count must be kept", i, d)
+		}
+	}
+	if d := l.Allow(key(100)); !d.Allowed || d.Remaining != 0 {
+		t.Errorf("Allow(new key) again = %+v, want allowed with 0 remaining", d)
+	}
+	c.Advance(5 * sec)
+	l.Allow(key(100)) // denied, but the shard stays in use
+	c.Advance(6 * sec) // every key expired, the shard not idle for a window
+	if d := l.Allow(key(101)); !d.Allowed {
 		t.Fatalf("Allow(new key) after expiry = %+v, want allowed", d)
 	}
 	if l.Evicted() == 0 {
 		t.Errorf("Evicted() = 0, want > 0 after reclaiming an expired key")
+	}
+	if l.Dropped() != 1 {
+		t.Errorf("Dropped() = %d, want 1: an expired key was there to reclaim", l.Dropped())
 	}
 	if got := l.Keys(); got > 8 {
 		t.Errorf("Keys() = %d, want <= max_keys 8", got)
