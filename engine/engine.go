@@ -385,17 +385,27 @@ func (e *Engine) loopFor(c gnet.Conn) *loop {
 	return lp
 }
 
+// keySweepEvery and keySweepSlots pace the rate limiter's background
+// sweep: 1024 slots per shard a second, a few microseconds under each
+// shard's lock, goes round a full table of a million keys in 16 s.
+const (
+	keySweepEvery = time.Second
+	keySweepSlots = 1024
+)
+
 // ticker drives each loop's timers: a sweep for deadlines every 100ms,
 // and a check every 2ms while some loop has parked, stalled or flushing
 // connections. When no loop has any, it sleeps until the next sweep or
 // until wake is signalled, so an idle or steadily busy proxy is not woken
 // 500 times a second for nothing; with no connection at all it sleeps
-// until wake alone (OnOpen sends one for the first client).
+// until wake alone (OnOpen sends one for the first client), or until the
+// rate limiter's next sweep while it still tracks keys.
 func (e *Engine) ticker() {
 	const fast, slow = 2 * time.Millisecond, 100 * time.Millisecond
 	t := time.NewTimer(slow)
 	defer t.Stop()
 	nextSweep := time.Now().Add(slow)
+	nextKeys := time.Now().Add(keySweepEvery)
 	for {
 		select {
 		case <-t.C:
@@ -406,6 +416,13 @@ func (e *Engine) ticker() {
 		sweep := !now.Before(nextSweep)
 		if sweep {
 			nextSweep = now.Add(slow)
+		}
+		if e.lim != nil && !now.Before(nextKeys) {
+			// Release the rate limiter's expired keys even where no
+			// request comes to sweep them, so that pace_ratelimit_keys
+			// and the memory follow the clients that are left.
+			nextKeys = now.Add(keySweepEvery)
+			e.lim.Sweep(keySweepSlots)
 		}
 		e.mu.Lock()
 		loops := e.loops
@@ -436,6 +453,9 @@ func (e *Engine) ticker() {
 			// sees the other.
 			e.asleep.Store(true)
 			if e.idle() {
+				if e.lim != nil && e.lim.Keys() > 0 {
+					t.Reset(time.Until(nextKeys)) // keys left to release
+				}
 				continue
 			}
 			e.asleep.Store(false)

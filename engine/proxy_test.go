@@ -1205,3 +1205,40 @@ func TestExtraBytesAfterResponseNeverReused(t *testing.T) {
 		})
 	}
 }
+
+// The rate limiter's expired keys are released even when no request comes
+// to sweep them, with no client connected at all, so pace_ratelimit_keys
+// and the memory follow the clients that are left.
+func TestRateLimitKeysReleasedWhenIdle(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	on := true
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 5
+		o.RateLimit.WindowSeconds = 1
+	})
+	for _, from := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := rawGet(c, "/", true); err != nil || st != 200 {
+			t.Fatalf("GET from %s = %d, %v", from, st, err)
+		}
+		c.Close()
+	}
+	if n := p.e.lim.Keys(); n != 3 {
+		t.Fatalf("Keys() = %d after 3 clients, want 3", n)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for p.e.lim.Keys() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Keys() = %d 6s after the last request (window 1s), want 0", p.e.lim.Keys())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := p.e.clients.Load(); n != 0 {
+		t.Errorf("clients = %d, want 0: the test is about an idle pace", n)
+	}
+}
