@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 PKGS       = ./config ./upstream ./metrics ./codec ./ratelimit ./engine
 
-.PHONY: build run test test-race smoke bench bench-micro bench-load fuzz stress clean
+.PHONY: build run test smoke bench bench-micro bench-load fuzz stress clean
 
 ## build: compile ./pace
 build:

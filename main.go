@@ -142,7 +142,7 @@ func run() int {
 		log.Error("cannot listen", "err", err)
 		return 1
 	}
-	log.Info("pace starting", "version", version, "listen", e.Addr(), "workers", e.Workers(), "procs", procs,
+	log.Info("pace starting", "version", version, "config", *cfgPath, "listen", e.Addr(), "workers", e.Workers(), "procs", procs,
 		"backends", strings.Join(fc.Upstreams.Backends, ","), "max_retries", fc.Upstreams.Retries(),
 		"rate_limit", limit, "metrics", metricsAt)
 
@@ -219,14 +219,14 @@ func parseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
 	case "", "info":
 		return slog.LevelInfo, nil
-	case "debug":
+	case "debug", "trace": // trace: as RUST_LOG=trace, pace's most detailed
 		return slog.LevelDebug, nil
 	case "warn", "warning":
 		return slog.LevelWarn, nil
 	case "error":
 		return slog.LevelError, nil
 	}
-	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+	return 0, fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", s)
 }
 
 // rustLogLevel reads a level for pace from an env_logger RUST_LOG value

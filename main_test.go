@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"runtime"
 	"testing"
@@ -67,5 +68,21 @@ func TestSpareProc(t *testing.T) {
 	runtime.GOMAXPROCS(2)
 	if got := spareProc(2, 2); got != 2 {
 		t.Errorf("with $GOMAXPROCS=2: spareProc(2) = %d, want 2 (the operator's choice)", got)
+	}
+}
+
+// PACE_LOG and -log-level take the names RUST_LOG users know, trace
+// included (pace's most detailed level is debug).
+func TestParseLevel(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want slog.Level
+	}{{"", slog.LevelInfo}, {"trace", slog.LevelDebug}, {"DEBUG", slog.LevelDebug}, {"warning", slog.LevelWarn}, {"error", slog.LevelError}} {
+		if got, err := parseLevel(tc.in); err != nil || got != tc.want {
+			t.Errorf("parseLevel(%q) = %v, %v, want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := parseLevel("verbose"); err == nil {
+		t.Error(`parseLevel("verbose") succeeded, want an error`)
 	}
 }
