@@ -174,6 +174,12 @@ func parseExtractor(s string) (header string, err error) {
 		if !isToken(name) {
 			return "", fmt.Errorf("header name %q is not an RFC 9110 section 5.1 field name (token)", name)
 		}
+		switch strings.ToLower(name) {
+		case "x-forwarded-for", "x-real-ip", "forwarded":
+			// Any client sends whatever it likes there, a fresh value per
+			// request to get a fresh quota each time.
+			return "", fmt.Errorf("%s is written by the client unless a proxy replaces it, so every client could pick its own key: use %q with trusted_proxies, which reads it only from the proxies listed", name, DefaultKeyExtractor)
+		}
 		return name, nil
 	}
 	return "", fmt.Errorf("must be %q or %q, got %q", DefaultKeyExtractor, headerPrefix+"NAME", s)
