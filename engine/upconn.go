@@ -179,6 +179,10 @@ func (up *upconn) dialFailed(err error) {
 		s.retryOrFail(false, false, 504, "Gateway Timeout", "504 Gateway Timeout: no connection to the backend in time\n")
 		return
 	}
+	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
+		s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend's name did not resolve\n")
+		return
+	}
 	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
 }
 

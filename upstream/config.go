@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pace-proxy/pace/config"
@@ -105,10 +107,40 @@ func ParseBackend(s string) (string, error) {
 	if err != nil || host == "" {
 		return "", fmt.Errorf("%w %q: want http://host:port", ErrBadBackend, raw)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	if !validHost(host) {
+		return "", fmt.Errorf("%w %q: %q is neither an IP address nor a host name", ErrBadBackend, raw, host)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 || port[0] == '+' {
 		return "", fmt.Errorf("%w %q: bad port", ErrBadBackend, raw)
 	}
-	return net.JoinHostPort(host, port), nil
+	// The port as a plain number: "0080" is the same backend as "80"
+	// (for the duplicate check and the metric label).
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// validHost reports whether h is an IP address or a DNS host name (RFC 1123
+// labels of letters, digits, '-' and '_'), so that a stray "//" or space is
+// an error at start-up, not a failed lookup on every request.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *Config) connectTimeout() time.Duration { return c.ConnectTimeout.Or(2 * time.Second) }

@@ -36,6 +36,31 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestParseBackend(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"127.0.0.1:8000", "127.0.0.1:8000"},
+		{"http://127.0.0.1:0080", "127.0.0.1:80"},
+		{"HTTP://[::1]:8000", "[::1]:8000"},
+		{"backend_1.internal:9000", "backend_1.internal:9000"},
+		{"example.com.:80", "example.com.:80"},
+		{"//127.0.0.1:8000", ""},
+		{" 127.0.0.1:8000", ""},
+		{"a b:1", ""},
+		{"-a:1", ""},
+		{"a..b:1", ""},
+		{"a:+80", ""},
+	} {
+		got, err := ParseBackend(tc.in)
+		if got != tc.want || (err == nil) != (tc.want != "") {
+			t.Errorf("ParseBackend(%q) = %q, %v, want %q", tc.in, got, err, tc.want)
+		}
+	}
+	// "0080" and "80" are one backend.
+	if err := (&Config{Backends: []string{"http://a:0080", "a:80"}}).Validate(); err == nil {
+		t.Error("Validate(a:0080, a:80) = nil, want a duplicate error")
+	}
+}
+
 func TestPickRoundRobinAndDown(t *testing.T) {
 	c := &Config{Backends: []string{"a:1", "b:2", "c:3"}, FailThreshold: 2}
 	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
