@@ -95,7 +95,10 @@ LISTEN=$(awk '$1 == "listen" {print $2; exit}' <<<"$CHECK")
 PACE_PORT=${LISTEN##*:}
 [[ $PACE_PORT =~ ^[0-9]+$ ]] || die "cannot tell pace's port from: $LISTEN"
 PACE_HOST=${LISTEN%:*}
-case $PACE_HOST in "" | 0.0.0.0 | "[::]") PACE_HOST=127.0.0.1 ;; esac
+case $PACE_HOST in
+"" | 0.0.0.0) PACE_HOST=127.0.0.1 ;;
+"[::]") PACE_HOST="[::1]" ;; # pace's [::] is IPv6 only, as nginx's
+esac
 BACKENDS=()   # host:port of the test backends to start (loopback ones)
 BNAMES=()     # backendN, N its place in the config's list
 n=0
