@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	vm "github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/bytebufferpool"
@@ -102,7 +103,28 @@ type Metrics struct {
 	rateLimitKeys     func() float64
 	rateLimitOverflow func() float64
 	fullDrops         *vm.Counter // set from rateLimitOverflow at each scrape
+	process           atomic.Pointer[processSnapshot]
 }
+
+// processSnapshot is the Go runtime and process part of the exposition,
+// rendered at most once per processEvery.
+type processSnapshot struct {
+	at int64 // nanotime when rendered
+	b  []byte
+}
+
+// processEvery is how long a rendering of the Go runtime and process
+// metrics is served again. Rendering reads /proc and cgroup files (about
+// 0.4 ms, most of an exposition's cost) on the event loop that serves the
+// scrape: no scraper asks more than once a second, and a client hammering
+// the endpoint should not make pace read /proc for each request.
+const processEvery = int64(time.Second)
+
+// Hooks for tests: the clock and the process metrics writer.
+var (
+	processNow   = func() int64 { return time.Now().UnixNano() }
+	writeProcess = vm.WriteProcessMetrics
+)
 
 // help is the # HELP text of each of pace's metric families. The
 // metrics library writes HELP lines without text; WritePrometheus fills
@@ -210,7 +232,21 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	defer bytebufferpool.Put(b)
 	m.set.WritePrometheus(b)
 	writeWithHelp(w, b.B)
-	vm.WriteProcessMetrics(w)
+	_, _ = w.Write(m.processMetrics())
+}
+
+// processMetrics returns the Go runtime and process metrics, rendered
+// again once the last rendering is processEvery old. Two callers may both
+// render; the later one's snapshot stays. No lock: event loops call it.
+func (m *Metrics) processMetrics() []byte {
+	now := processNow()
+	if p := m.process.Load(); p != nil && now-p.at < processEvery && now >= p.at {
+		return p.b
+	}
+	var b bytes.Buffer
+	writeProcess(&b)
+	m.process.Store(&processSnapshot{at: now, b: b.Bytes()})
+	return b.Bytes()
 }
 
 // writeWithHelp copies an exposition to w, giving each empty # HELP line
