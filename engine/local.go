@@ -23,7 +23,7 @@ func (s *session) serveMetrics() {
 	if s.method != 0 && s.method != 1 {
 		// A request body was not read: the caller set closeAfter.
 		// RFC 9110 section 15.5.6: a 405 lists the allowed methods.
-		s.localWith(405, "Method Not Allowed", "405 Method Not Allowed: use GET\n", "Allow: GET, HEAD\r\n")
+		s.localWith(405, "Method Not Allowed", "405 Method Not Allowed: use GET or HEAD\n", "Allow: GET, HEAD\r\n")
 		return
 	}
 	b := bytebufferpool.Get()

@@ -1242,3 +1242,25 @@ func TestRateLimitKeysReleasedWhenIdle(t *testing.T) {
 		t.Errorf("clients = %d, want 0: the test is about an idle pace", n)
 	}
 }
+
+// CONNECT is refused with 405, which RFC 9110 section 15.5.6 says must
+// list the methods that work.
+func TestConnectRefusedWithAllow(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	c := dialProxy(t, p)
+	defer c.Close()
+	fmt.Fprint(c, "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	allow := resp.Header.Get("Allow")
+	if resp.StatusCode != 405 || !strings.Contains(allow, "GET") || strings.Contains(allow, "CONNECT") {
+		t.Errorf("CONNECT = %d, Allow %q, want 405 with an Allow list without CONNECT", resp.StatusCode, allow)
+	}
+	if n := b.reqs.Load(); n != 0 {
+		t.Errorf("backend got %d requests, want 0", n)
+	}
+}

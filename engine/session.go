@@ -322,7 +322,9 @@ func (s *session) readRequest() bool {
 	if s.method == 5 { // CONNECT: pace is a reverse proxy, not a tunnel
 		s.cl.consume(n)
 		s.closeAfter, s.unread = true, true
-		s.local(405, "Method Not Allowed", "405 Method Not Allowed: CONNECT is not supported\n")
+		// RFC 9110 section 15.5.6: a 405 lists the methods that work.
+		s.localWith(405, "Method Not Allowed", "405 Method Not Allowed: CONNECT is not supported\n",
+			"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n")
 		return s.done()
 	}
 	if r.Upgrade && codec.HasToken(r.Get("Upgrade"), "websocket") {
