@@ -398,7 +398,7 @@ func TestMaxKeys(t *testing.T) {
 		t.Errorf("Allow(new key) again = %+v, want allowed with 0 remaining", d)
 	}
 	c.Advance(5 * sec)
-	l.Allow(key(100)) // denied, but the shard stays in use
+	l.Allow(key(100))  // denied, but the shard stays in use
 	c.Advance(6 * sec) // every key expired, the shard not idle for a window
 	if d := l.Allow(key(101)); !d.Allowed {
 		t.Fatalf("Allow(new key) after expiry = %+v, want allowed", d)
