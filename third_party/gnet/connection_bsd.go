@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 )
 
@@ -55,3 +56,19 @@ func (c *conn) processIO(_ int, filter netpoll.IOEvent, flags netpoll.IOFlags) (
 	}
 	return
 }
+
+// watchWrite adds the writable event for pending output. pace: see PACE.md.
+func (c *conn) watchWrite(edgeTriggered bool) error {
+	return c.loop.poller.ModReadWrite(&c.pollAttachment, edgeTriggered)
+}
+
+// unwatchWrite removes the writable event once the output drained.
+func (c *conn) unwatchWrite() error {
+	return c.loop.poller.ModRead(&c.pollAttachment, false)
+}
+
+// PauseRead implements Conn; pace's fork supports it on Linux only.
+func (c *conn) PauseRead() error { return errorx.ErrUnsupportedOp }
+
+// ResumeRead implements Conn; pace's fork supports it on Linux only.
+func (c *conn) ResumeRead() error { return errorx.ErrUnsupportedOp }

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 )
 
@@ -67,4 +68,62 @@ func (c *conn) processIO(_ int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		return el.read(c)
 	}
 	return nil
+}
+
+// watchWrite adds the writable event for pending output, keeping the
+// readable one unless reading is paused. pace: see PACE.md.
+func (c *conn) watchWrite(edgeTriggered bool) error {
+	if c.readPaused {
+		return c.loop.poller.ModWrite(&c.pollAttachment, edgeTriggered)
+	}
+	return c.loop.poller.ModReadWrite(&c.pollAttachment, edgeTriggered)
+}
+
+// unwatchWrite removes the writable event once the output drained (LT
+// mode), leaving the readable one unless reading is paused. pace: see
+// PACE.md.
+func (c *conn) unwatchWrite() error {
+	if c.readPaused {
+		return c.loop.poller.ModNone(&c.pollAttachment)
+	}
+	return c.loop.poller.ModRead(&c.pollAttachment, false)
+}
+
+// PauseRead implements Conn. pace: see PACE.md.
+func (c *conn) PauseRead() error {
+	if c.readPaused {
+		return nil
+	}
+	if c.isDatagram {
+		return errorx.ErrUnsupportedOp
+	}
+	var err error
+	isET := c.loop.engine.opts.EdgeTriggeredIO
+	if isET || !c.outboundBuffer.IsEmpty() {
+		err = c.loop.poller.ModWrite(&c.pollAttachment, isET)
+	} else {
+		err = c.loop.poller.ModNone(&c.pollAttachment)
+	}
+	if err == nil {
+		c.readPaused = true
+	}
+	return err
+}
+
+// ResumeRead implements Conn. pace: see PACE.md.
+func (c *conn) ResumeRead() error {
+	if !c.readPaused {
+		return nil
+	}
+	var err error
+	isET := c.loop.engine.opts.EdgeTriggeredIO
+	if isET || !c.outboundBuffer.IsEmpty() {
+		err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+	} else {
+		err = c.loop.poller.ModRead(&c.pollAttachment, false)
+	}
+	if err == nil {
+		c.readPaused = false
+	}
+	return err
 }

@@ -573,3 +573,9 @@ func (*conn) SetReadDeadline(_ time.Time) error {
 func (*conn) SetWriteDeadline(_ time.Time) error {
 	return errorx.ErrUnsupportedOp
 }
+
+// PauseRead implements Conn; pace's fork supports it on Linux only.
+func (c *conn) PauseRead() error { return errorx.ErrUnsupportedOp }
+
+// ResumeRead implements Conn; pace's fork supports it on Linux only.
+func (c *conn) ResumeRead() error { return errorx.ErrUnsupportedOp }

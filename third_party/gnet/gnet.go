@@ -449,6 +449,23 @@ type Conn interface {
 	// Wake triggers an OnTraffic event for the current connection, it's concurrency-safe.
 	Wake(callback AsyncCallback) error
 
+	// PauseRead stops reading the connection: OnTraffic is no longer
+	// called for data arriving on the socket, whose receive buffer then
+	// fills and whose TCP window stops the peer. Writes, and the writable
+	// event for pending output, go on; what gnet already read stays in the
+	// inbound buffer. A connection the peer resets while paused is still
+	// closed (epoll reports EPOLLERR and EPOLLHUP regardless). Calling it
+	// again does nothing. Linux only (ErrUnsupportedOp elsewhere); it's
+	// not concurrency-safe, you must invoke it on the event loop.
+	// pace: added in this fork, see PACE.md.
+	PauseRead() error
+
+	// ResumeRead undoes PauseRead: the connection is read again when data
+	// is waiting on the socket. OnTraffic is not called for what the
+	// inbound buffer already holds. It's not concurrency-safe, you must
+	// invoke it on the event loop. pace: added in this fork, see PACE.md.
+	ResumeRead() error
+
 	// CloseWithCallback closes the current connection, it's concurrency-safe.
 	// Usually you should provide a non-nil callback for this method,
 	// otherwise your better choice is Close().
