@@ -17,13 +17,13 @@
 // they are parsed and copied (or written onward) inside the callback and
 // never kept after it returns.
 //
-// Backpressure: gnet always reads a readable socket and its outbound
-// buffers are unbounded, so pace bounds them itself. When more than
-// buffer_limit bytes wait for a slow peer, the connection feeding it is
-// parked: its descriptor is duplicated, gnet lets go of the original, and
-// the kernel's socket buffers (and TCP flow control) hold the rest until
-// the slow side drains below a quarter of the limit; then the duplicate
-// is enrolled into the same loop again. See park.go.
+// Backpressure: stock gnet always reads a readable socket and its
+// outbound buffers are unbounded, so pace bounds them itself. When more
+// than buffer_limit bytes wait for a slow peer, the connection feeding it
+// is parked: pace stops reading it (Conn.PauseRead, which pace's copy of
+// gnet adds: third_party/gnet/PACE.md), and the kernel's socket buffers
+// (and TCP flow control) hold the rest until the slow side drains below a
+// quarter of the limit; then it is read again. See park.go.
 //
 // Dials block, so they run on a pool of goroutines with one queue per
 // backend: a backend that drops SYNs holds its own workers for

@@ -28,9 +28,6 @@ var (
 	// request picked it and was marked down while the dial waited for
 	// a worker.
 	errWentDown = errors.New("backend went down while the dial waited")
-	// errPeerGone is a parked connection the peer reset: it cannot be
-	// enrolled again.
-	errPeerGone = errors.New("the peer reset the parked connection")
 	// errEnrollLost is an Enroll whose result never came.
 	errEnrollLost = errors.New("gnet lost the enroll (its worker panicked)")
 	// errNoFDs is a dial that failed because pace itself is out of
@@ -231,8 +228,7 @@ func fdBudget(e *Engine) (int64, error) {
 // fdsInUse counts the descriptors the budget covers: clients, backend
 // connections, and one more for each enroll in flight, because gnet's
 // Enroll duplicates the descriptor it is given and closes the original
-// only after registering the copy (and unparking duplicates twice in a
-// row). Without that, a burst of dials ran pace out of descriptors
+// only after registering the copy. Without that, a burst of dials ran pace out of descriptors
 // (EMFILE) though the budget said there were some. Any.
 func (e *Engine) fdsInUse() int64 {
 	return e.clients.Load() + e.uplinks.Load() + e.transit.Load()
@@ -474,11 +470,6 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *upconn:
 		prev := v.lp.enter(c)
 		v.opened(c)
-		v.lp.cur = prev
-		return nil, gnet.None
-	case *session:
-		prev := v.lp.enter(c)
-		v.reopened(c)
 		v.lp.cur = prev
 		return nil, gnet.None
 	}

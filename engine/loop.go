@@ -251,8 +251,8 @@ func (lp *loop) takeSession() *session {
 // resets it. Every reference to a session that outlives it is either
 // checked against its attempt number (gen: waiter queues, dials in
 // flight), which the reset moves on, or keeps s out of the pool: an entry
-// on the watch list (until the next tick drops it) or an enroll in
-// flight, whose OnOpen would find the new client's session. Until taken,
+// on the watch list (until the next tick drops it) or an unpark's resumed
+// queued on the loop, which would find the new client's session. Until taken,
 // s stays dead, as every stale reference expects, and untouched. A spare
 // holds at most maxSpareBytes in each of its target and replay buffers
 // (the reset drops replay) and nothing read while parked: its request

@@ -1,30 +1,23 @@
 package engine
 
 import (
-	"context"
-	"net"
-	"os"
-
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 )
 
-// link is one side of a proxied exchange: a gnet connection that can be
-// parked. gnet has no way to stop reading a socket, so to apply
-// backpressure pace parks the connection: it duplicates the descriptor,
-// saves what gnet had already read, and lets gnet close its copy. The
-// socket stays open in the kernel, whose buffers fill and whose TCP window
-// then stops the peer. Unparking enrolls the duplicate into the same loop
-// again; the saved bytes are served before anything newly read.
+// link is one side of a proxied exchange: a gnet connection whose
+// reading can be paused. To apply backpressure pace parks the connection:
+// it stops reading it (Conn.PauseRead, a patch to gnet), so the socket's
+// receive buffer fills and its TCP window stops the peer, while writes to
+// it go on. Unparking reads it again; what gnet had already read stays in
+// its buffer and is served first, after which the owner's resumed runs.
 //
 // All methods: loop only.
 type link struct {
-	c        gnet.Conn // nil while parked
-	pend     []byte    // bytes read before parking, served first
+	c        gnet.Conn // nil once closed
+	pend     []byte    // bytes saved from a connection gnet closed, served first
 	poff     int
-	fd       int // duplicate descriptor while parked, else -1
-	parked   bool
-	resuming bool // an enroll is in flight
+	parked   bool // reading is paused
+	resuming bool // the owner's resumed is queued on the loop
 }
 
 // input returns the bytes available to parse: saved bytes first, then what
@@ -80,85 +73,43 @@ func (l *link) buffered() int {
 	return n
 }
 
-// park detaches l.c, which must be the connection whose callback is
-// running; the caller returns the action park returns. On failure
-// (dup failed) it returns gnet.None and false and nothing changes.
-func (l *link) park() (gnet.Action, bool) {
-	fd, err := l.c.Dup()
-	if err != nil {
-		return gnet.None, false
+// park stops reading l.c. It reports false, changing nothing, when the
+// poller refused (out of memory); the caller then bounds what it holds by
+// other means.
+func (l *link) park() bool {
+	if l.parked {
+		return true
 	}
-	unix.CloseOnExec(fd)
-	if l.c.InboundBuffered() > 0 {
-		l.save(l.c)
-		_, _ = l.c.Discard(-1)
+	if l.c == nil || l.c.PauseRead() != nil {
+		return false
 	}
-	l.fd = fd
 	l.parked = true
-	l.c = nil
-	return gnet.Close, true
+	return true
 }
 
-// unpark enrolls the parked descriptor into el again; owner becomes the
-// new connection's context and gets OnOpen. fail runs on the loop if
-// enrolling fails, after the descriptor was closed.
-func (l *link) unpark(lp *loop, owner any, fail func()) {
-	if !l.parked || l.resuming {
+// unpark reads l.c again, and queues resumed on the loop to serve what
+// gnet already holds (a newly readable socket wakes its callback by
+// itself; bytes already read would not). resumed does not run if l.c is
+// closed by then. If the poller refuses, the connection is closed: it
+// could never be read again.
+func (l *link) unpark(lp *loop, resumed func()) {
+	if !l.parked || l.c == nil {
+		return
+	}
+	c := l.c
+	l.parked = false
+	if c.ResumeRead() != nil {
+		lp.closeConn(c)
+		return
+	}
+	if l.resuming {
 		return
 	}
 	l.resuming = true
-	fd := l.fd
-	l.fd = -1
-	e := lp.e
-	e.transit.Add(1) // FileConn's and Enroll's duplicates; see fdsInUse
-	go func() {
-		defer e.transit.Add(-1)
-		f := os.NewFile(uintptr(fd), "pace-parked")
-		nc, err := net.FileConn(f)
-		_ = f.Close()
-		if err == nil && nc.RemoteAddr() == nil {
-			// The peer reset the socket while it was parked: gnet's
-			// Enroll would panic on the nil address in its worker pool,
-			// leaking its duplicate and never answering.
-			_ = nc.Close()
-			err = errPeerGone
-		} else if err == nil {
-			var ch <-chan gnet.RegisteredResult
-			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), owner), nc)
-			if err == nil {
-				err = enrolled(ch)
-			}
-			_ = nc.Close() // gnet holds its own duplicate now, or failed
+	lp.exec(func() {
+		l.resuming = false
+		if l.c == c {
+			resumed()
 		}
-		if err != nil {
-			lp.exec(fail)
-		}
-	}()
-}
-
-// enrolled waits for the result of an Enroll. A channel closed with no
-// result means gnet's worker panicked (it recovers and closes it): that
-// is a failure too, or the connection would be waited for forever. Blocks.
-func enrolled(ch <-chan gnet.RegisteredResult) error {
-	r, ok := <-ch
-	if !ok {
-		return errEnrollLost
-	}
-	return r.Err
-}
-
-// reopened is called from OnOpen with the enrolled connection.
-func (l *link) reopened(c gnet.Conn) {
-	l.c = c
-	l.parked = false
-	l.resuming = false
-}
-
-// release closes a parked descriptor that will not be unparked.
-func (l *link) release() {
-	if l.fd >= 0 {
-		_ = unix.Close(l.fd)
-		l.fd = -1
-	}
-	l.parked = false
+	})
 }

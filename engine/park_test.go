@@ -423,13 +423,11 @@ func openFDs() int {
 }
 
 // A parked client that reset its connection before pace decided on the
-// 504, which pace unparks the client to send: net.FileConn of a reset socket has a nil
-// RemoteAddr, gnet's Enroll panics on it inside its goroutine pool (logged
-// "goroutine pool panic"), the result channel is closed without a value,
-// and link.unpark reads that as success. Neither OnOpen nor unparkFailed
-// ever runs: the session holds its max_connections slot (and blocks a
-// graceful shutdown) until idle_timeout, and the descriptor gnet dup'ed
-// before panicking is never closed.
+// 504 is closed, its slot and its backend connection given back, and no
+// descriptor is left behind. When parking duplicated the descriptor and
+// enrolled it again to send the 504, gnet's Enroll panicked on the reset
+// socket and the session held its max_connections slot until
+// idle_timeout; now the reset reaches the paused connection at once.
 func TestParkedClientResetBeforeOwedResponse(t *testing.T) {
 	addr, release := holdingBackend(t)
 	p := startProxy(t, []string{addr}, func(o *Options) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pace-proxy/pace/config"
-	"github.com/pace-proxy/pace/metrics"
 	"github.com/pace-proxy/pace/upstream"
 )
 
@@ -157,8 +156,8 @@ func TestQueueTakesIdleFromOtherLoops(t *testing.T) {
 	}
 }
 
-// A backend connection killed while its unpark (re-enroll) is in flight is
-// counted off the descriptor budget once, not twice.
+// A backend connection killed while the work of its unpark is still queued
+// on the loop is counted off the descriptor budget once, not twice.
 func TestKillWhileResumingCountsOnce(t *testing.T) {
 	big := make([]byte, 8<<20)
 	b := newNamedBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
@@ -184,12 +183,12 @@ func TestKillWhileResumingCountsOnce(t *testing.T) {
 		t.Fatal("the backend connection was never parked")
 	}
 	// What poll does once the client drained, then, in the same loop turn
-	// and before the enroll's OnOpen, the session ends (client reset,
+	// and before the queued resumed runs, the session ends (client reset,
 	// response timeout).
 	onLoop(lp, func() {
 		s := lp.sessions.next
 		up := s.up
-		up.unpark(up.lp, up, up.unparkFailed)
+		up.unpark(up.lp, up.resumed)
 		s.abort()
 	})
 	c.Close()
@@ -345,31 +344,12 @@ func TestSessionReuseLeavesStaleReferencesStale(t *testing.T) {
 		t.Fatal("a dial made for the old client would count as the new client's")
 	}
 
-	// A session whose unpark failed is closed while it still counts as
-	// resuming: gnet may yet run the register task of an Enroll it
-	// reported failed, and that OnOpen must not find a new client.
-	e := &Engine{met: metrics.New([]string{"b"}, nil, nil)}
-	lp = &loop{e: e}
-	lp.sessions.next, lp.sessions.prev = &lp.sessions, &lp.sessions
-	parked := lp.takeSession()
-	parked.prev, parked.next = &lp.sessions, &lp.sessions
-	lp.sessions.next, lp.sessions.prev = parked, parked
-	e.clients.Add(1)
-	parked.cl.fd, parked.cl.parked, parked.cl.resuming = -1, true, true
-	parked.unparkFailed()
-	if !parked.dead || parked.cl.resuming {
-		t.Fatalf("after unparkFailed: dead %v, resuming %v; want closed and no longer resuming", parked.dead, parked.cl.resuming)
-	}
-	if got := lp.takeSession(); got == parked {
-		t.Error("a session whose unpark failed was reused")
-	}
-
 	for _, c := range []struct {
 		name string
 		set  func(*session)
 	}{
 		{"watched", func(s *session) { s.watched = true }},
-		{"enroll in flight", func(s *session) { s.cl.resuming = true }},
+		{"resumed queued", func(s *session) { s.cl.resuming = true }},
 		{"parked once", func(s *session) { s.cl.pend = make([]byte, 0, 16) }},
 		{"with a long target", func(s *session) { s.target = make([]byte, 0, maxSpareBytes+1) }},
 		{"with a large replay buffer", func(s *session) { s.replay = make([]byte, 0, maxSpareBytes+1) }},

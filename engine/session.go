@@ -103,7 +103,6 @@ type session struct {
 	replayOK     bool
 	stale        bool // while queued: the attempt before was a stale pooled connection
 	staleRetried bool // the one free retry after a stale pooled connection is used
-	owed         bool // head holds a response pace made while the client was parked
 
 	// current response
 	resp        codec.Response
@@ -144,7 +143,6 @@ func (lp *loop) newSession(c gnet.Conn) {
 	e := lp.e
 	s := lp.takeSession()
 	s.cl.c = c
-	s.cl.fd = -1
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.peer = ta.AddrPort().Addr().Unmap()
 	}
@@ -190,19 +188,16 @@ func (s *session) onClientData(c gnet.Conn) gnet.Action {
 	// requests behind a response in progress.
 	e := s.lp.e
 	if (s.st != stHead || s.stallOut) && s.cl.buffered() > e.bufLimit {
-		if c.OutboundBuffered() == 0 {
-			if act, ok := s.cl.park(); ok {
-				e.met.Parked.Inc()
-				s.watch()
-				return act
-			}
-		} else if s.cl.buffered() <= e.holdMax {
-			// Responses are still queued for the client, and gnet's
-			// close would drop them: it cannot be parked until they
-			// are read. A client pipelining behind a download it reads
-			// slowly is legitimate; hold its input up to the hard
-			// bound (the same as a held backend's, see holdUp).
+		if s.cl.parked {
+			return gnet.None // read while parked: gnet reads an erroring socket
+		}
+		if s.cl.park() {
+			e.met.Parked.Inc()
+			s.watch()
 			return gnet.None
+		}
+		if s.cl.buffered() <= e.holdMax {
+			return gnet.None // the poller refused: hold up to the hard bound
 		}
 		s.lp.e.logf(levelInfo, "closing client: buffered input over limit while not reading", "client", s.ip)
 		s.abort()
@@ -443,7 +438,6 @@ func (s *session) connect(stale bool) bool {
 	e.uplinks.Add(1)
 	e.transit.Add(1) // the dial's enroll; given back by dial
 	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
-	up.fd = -1
 	e.queueDial(up)
 	return true
 }
@@ -626,7 +620,7 @@ func (s *session) local(status int, reason, body string) {
 func (s *session) localWith(status int, reason, body, extra string) {
 	e := s.lp.e
 	s.status = status
-	if s.cl.c == nil && !s.cl.parked {
+	if s.cl.c == nil {
 		return
 	}
 	h := s.lp.head[:0]
@@ -651,16 +645,7 @@ func (s *session) localWith(status int, reason, body, extra string) {
 	// Counted before the write: a write that fails closes the client
 	// from inside it, and closed() must not count the request again.
 	s.record()
-	if s.cl.c == nil {
-		// The client is parked (its request body was being held back):
-		// keep the response in the session's own head buffer, whose
-		// request is over, and get the client back to send it.
-		s.head = append(s.head[:0], h...)
-		s.owed = true
-		s.cl.unpark(s.lp, s, s.unparkFailed)
-	} else {
-		s.writeClient(h)
-	}
+	s.writeClient(h) // a parked client is written to: only its reading is paused
 }
 
 // record counts the current request in the histogram and the access log,
@@ -779,10 +764,7 @@ func (s *session) closeGracefully() {
 	}
 	s.setDeadline(dlFlush, s.lp.e.sendTO)
 	if s.cl.c == nil {
-		if !s.owed {
-			s.closeNow()
-		}
-		return // reopened sends what is owed, then flushes
+		return
 	}
 	s.flush()
 }
@@ -857,8 +839,8 @@ func (s *session) closed(err error) {
 		s.up.kill()
 		s.up = nil
 	}
-	s.cl.release()
 	s.cl.c = nil
+	s.cl.parked = false
 	s.st = stClosed
 	s.recycle()
 	s.lp.putSession(s)
@@ -1062,7 +1044,7 @@ func (s *session) poll(now int64) bool {
 		s.linger()
 	}
 	if !s.dead && s.cl.parked && !s.cl.resuming && s.wantsInput() {
-		s.cl.unpark(s.lp, s, s.unparkFailed)
+		s.cl.unpark(s.lp, s.resumed)
 	}
 	keep := !s.dead && (s.stallBody || s.stallResp || s.stallOut ||
 		(s.dl == dlSend && s.st == stHead && s.cl.c != nil) ||
@@ -1085,27 +1067,21 @@ func (s *session) idleAgain() {
 	}
 }
 
-// wantsInput reports whether the session would consume client bytes now.
+// wantsInput reports whether the session would consume client bytes now,
+// so that a parked client is read again: between requests unless answers
+// are still piling up for it (stallOut), a request body once the backend
+// took what was sent (as poll's stallBody), and a lingering close, which
+// reads until the client's FIN. A parked client is written to all along.
 func (s *session) wantsInput() bool {
 	switch s.st {
 	case stHead:
-		return true
+		return !s.stallOut
 	case stExchange:
-		if s.reqDone {
-			return s.up != nil && s.up.buffered() > 0 // the response needs the client back
-		}
-		return s.up != nil && s.up.c != nil && s.up.c.OutboundBuffered() <= s.lp.e.lowWater // as poll's stallBody
+		return !s.reqDone && s.up != nil && s.up.c != nil && s.up.c.OutboundBuffered() <= s.lp.e.lowWater
+	case stLinger:
+		return true
 	}
-	return s.up != nil && s.up.buffered() > 0
-}
-
-func (s *session) unparkFailed() {
-	s.cl.parked = false
-	// Closed while still resuming, so that it is never reused: gnet can
-	// report a failed Enroll whose register task still runs, and that
-	// OnOpen must find this dead session, not a new client's.
-	s.closed(nil)
-	s.cl.resuming = false
+	return false
 }
 
 // clamp32 converts a length to int32, saturating.
@@ -1116,20 +1092,11 @@ func clamp32(n int) int32 {
 	return int32(n)
 }
 
-// reopened takes the client connection back after parking. Loop (OnOpen).
-func (s *session) reopened(c gnet.Conn) {
-	s.cl.reopened(c)
+// resumed serves, once the client is read again after parking, what it
+// sent meanwhile and what the backend answered. Loop.
+func (s *session) resumed() {
 	if s.dead {
-		s.cl.c = nil
-		_ = c.Close()
 		return
-	}
-	if s.owed {
-		s.owed = false
-		if !s.writeClient(s.head) {
-			return
-		}
-		s.head = s.head[:0]
 	}
 	if s.up != nil && (s.up.buffered() > 0 || s.up.eof) {
 		s.pumpResponse(false)

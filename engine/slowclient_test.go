@@ -18,10 +18,10 @@ import (
 
 // A client that pipelines requests pace answers itself (/metrics here,
 // 429s alike) and never reads the answers must not make pace queue them
-// without bound: pace takes no more requests until the client catches up,
-// and closes it once its unread input passes the hard bound. Before,
-// 4 MB of such requests made ~120,000 responses (over 200 MB) wait in
-// pace's memory for a client that never read them.
+// without bound: pace takes no more requests until the client catches up
+// and stops reading it, so that TCP holds the client back, as nginx does.
+// Before, 4 MB of such requests made ~120,000 responses (over 200 MB) wait
+// in pace's memory for a client that never read them.
 func TestPipelinedLocalAnswersBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pace binary")
@@ -47,23 +47,22 @@ func TestPipelinedLocalAnswersBounded(t *testing.T) {
 	stop := make(chan struct{})
 	peak := peakRSS(cmd.Process.Pid, stop)
 
+	// More than the kernel's buffers on both sides can hold (a few MB
+	// each on loopback): the writes stop when pace stops reading.
+	const total = 32 << 20
 	req := []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
 	batch := bytes.Repeat(req, (64<<10)/len(req))
 	sent := 0
-	for sent < 4<<20 {
-		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	for sent < total {
+		conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		n, err := conn.Write(batch)
 		sent += n
 		if err != nil {
-			break // pace closed it: the input bound
+			break // held back (the deadline), or closed
 		}
 	}
-	// pace closes the connection: the client reads what was queued,
-	// then the end.
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := io.Copy(io.Discard, conn)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatalf("the connection is still open after the client read %d bytes: want pace to close it", n)
+	if sent >= total {
+		t.Fatalf("pace took all %d MiB of pipelined requests from a client that reads nothing: nothing held it back", total>>20)
 	}
 	close(stop)
 	p := <-peak
@@ -78,9 +77,9 @@ func TestPipelinedLocalAnswersBounded(t *testing.T) {
 
 // A client may pipeline requests behind a download it reads slowly
 // (RFC 9112 section 9.3.2); while their answers cannot be queued, pace
-// holds the requests, up to twice buffer_limit plus 64 KiB, and answers
-// every one in order. Before, input over buffer_limit with output still
-// queued reset the connection mid-download.
+// stops reading the client, and answers every request in order. Once,
+// input over buffer_limit with output still queued reset the connection
+// mid-download.
 func TestPipelinedBehindSlowDownload(t *testing.T) {
 	const big = 4 << 20
 	be := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {

@@ -186,23 +186,19 @@ func (up *upconn) dialFailed(err error) {
 	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
 }
 
-// opened runs in OnOpen for a dialed connection or one coming back from
-// parking. Loop.
-func (up *upconn) opened(c gnet.Conn) {
-	if up.resuming {
-		up.link.reopened(c)
-		if up.dead || up.s == nil {
-			up.dead = true
-			_ = c.Close()
-			return
-		}
-		s := up.s
-		s.pumpResponse(false)
-		if s.up == up && !s.dead && !s.reqDone {
-			s.process() // body bytes that came while up was parked
-		}
-		return
+// enrolled waits for the result of an Enroll. A channel closed with no
+// result means gnet's worker panicked (it recovers and closes it): that
+// is a failure too, or the connection would be waited for forever. Blocks.
+func enrolled(ch <-chan gnet.RegisteredResult) error {
+	r, ok := <-ch
+	if !ok {
+		return errEnrollLost
 	}
+	return r.Err
+}
+
+// opened runs in OnOpen for a dialed connection. Loop.
+func (up *upconn) opened(c gnet.Conn) {
 	up.c = c
 	s := up.s
 	if s != nil && !s.dead && s.gen == up.gen && s.st == stConnecting {
@@ -271,13 +267,7 @@ func (up *upconn) kill() {
 	up.s = nil
 	if up.c != nil {
 		up.lp.closeConn(up.c)
-	} else if up.parked && !up.resuming {
-		up.release()
-		up.lp.e.uplinks.Add(-1)
 	}
-	// While resuming, the descriptor belongs to the enroll in flight: the
-	// re-enrolled connection's close (opened sees dead) or unparkFailed
-	// counts it off, once.
 }
 
 // discard closes an idle connection (pool full, expired, draining). Loop.
@@ -302,33 +292,32 @@ func (up *upconn) write(b []byte) bool {
 func (up *upconn) poll(now int64) bool {
 	s := up.s
 	if up.dead || s == nil || s.dead || s.up != up {
-		if up.parked && !up.resuming {
-			up.dead = true
-			up.release()
-			up.lp.e.uplinks.Add(-1)
+		if up.parked && !up.dead {
+			up.kill() // its exchange ended while it waited: never reused
 		}
 		return false
 	}
-	if !up.parked || up.resuming {
+	if !up.parked {
 		return false
 	}
-	// A parked client has nothing queued (it parks only when drained);
-	// waiting for it to come back would wait on this very connection.
 	if s.cl.c == nil || s.cl.c.OutboundBuffered() <= up.lp.e.lowWater {
-		up.unpark(up.lp, up, up.unparkFailed)
+		up.unpark(up.lp, up.resumed)
 		return false
 	}
 	return true
 }
 
-func (up *upconn) unparkFailed() {
-	up.resuming = false
-	up.parked = false
-	up.dead = true
-	up.lp.e.uplinks.Add(-1)
-	if s := up.s; s != nil && s.up == up {
-		s.up = nil
-		s.abort()
+// resumed serves, once up is read again after parking, what it had read
+// already (the socket's newer bytes wake its callback by themselves).
+// Loop.
+func (up *upconn) resumed() {
+	s := up.s
+	if up.dead || s == nil || s.dead || s.up != up {
+		return
+	}
+	s.pumpResponse(false)
+	if s.up == up && !s.dead && !s.reqDone {
+		s.process() // body bytes that came while up was parked
 	}
 }
 
@@ -339,13 +328,8 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 	up := s.up
 	e := s.lp.e
 	for up != nil && s.up == up && !s.dead {
-		if s.cl.c == nil { // the client is parked: get it back first
-			s.cl.unpark(s.lp, s, s.unparkFailed)
-			if inCb && up.buffered() > e.bufLimit {
-				act, _ := s.holdUp(up)
-				return act
-			}
-			return gnet.None
+		if s.cl.c == nil {
+			return gnet.None // closed: closed() ends the exchange
 		}
 		if inCb && s.stallResp && s.cl.c.OutboundBuffered() > e.bufLimit {
 			act, _ := s.holdUp(up) // up could not be parked last time
@@ -443,13 +427,13 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			// From here the response waits for the client: time it by
 			// send_timeout, not the backend's response_timeout.
 			s.awaitClient()
-			if inCb && up.c != nil {
+			if up.c != nil {
 				if act, ok := s.holdUp(up); ok || s.up != up {
 					return act
 				}
 			}
-			// Not in the backend's own callback (or parking failed):
-			// nothing would wake this response up again, so poll.
+			// Parking failed: nothing would wake this response up
+			// again, so poll.
 			if !s.stallResp {
 				s.stallResp = true
 				s.watch()
@@ -460,19 +444,19 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 	return gnet.None
 }
 
-// holdUp stops reading s.up, in its own callback, while the client
-// cannot take more: it parks up, unless gnet still queues request bytes
-// for the backend, which gnet's close would drop. Then the response stays
-// in up's input, and past a bound the exchange is aborted. ok says up was
-// parked. Loop.
+// holdUp stops reading s.up while the client cannot take more: it parks
+// up, whose watch entry unparks it once the client drained. If the poller
+// refuses, the response stays in up's input, and past a bound the
+// exchange is aborted. ok says up is parked. Loop.
 func (s *session) holdUp(up *upconn) (gnet.Action, bool) {
 	e := s.lp.e
-	if up.c.OutboundBuffered() == 0 {
-		if act, ok := up.park(); ok {
-			e.met.Parked.Inc()
-			s.lp.addWatch(up)
-			return act, true
-		}
+	if up.parked {
+		return gnet.None, true
+	}
+	if up.park() {
+		e.met.Parked.Inc()
+		s.lp.addWatch(up)
+		return gnet.None, true
 	}
 	if up.buffered() > e.holdMax {
 		e.logf(levelInfo, "closing exchange: backend and client both not reading", "backend", s.be.Addr, "client", s.ip)
@@ -561,7 +545,9 @@ func (s *session) finish() {
 	e.bal.Success(s.be)
 	up.s = nil
 	if up.c != nil && !up.eof && !up.dead && s.resp.KeepAlive && s.reqDone &&
-		up.buffered() == 0 && up.c.OutboundBuffered() == 0 && !(up.full && up.unread()) {
+		up.buffered() == 0 && up.c.OutboundBuffered() == 0 && !(up.full && up.unread()) &&
+		(!up.parked || up.c.ResumeRead() == nil) {
+		up.parked = false // read again: an idle connection must see the backend close
 		up.reused = true
 		s.lp.putIdle(up)
 	} else {
