@@ -94,7 +94,7 @@ func TestAppendRequestHead(t *testing.T) {
 // RFC 9112 section 5.1: a proxy removes whitespace between a response
 // field's name and its colon before forwarding.
 func TestAppendResponseHeadSpaceBeforeColon(t *testing.T) {
-	in := "HTTP/1.1 200 OK\r\nX-Info \t: 1\r\nContent-Length: 2\r\n\r\n"
+	in := "HTTP/1.1 200 OK\r\nX-Info  : 1\r\nContent-Length: 2\r\n\r\n"
 	var r Response
 	if _, err := r.Parse([]byte(in), nil, false); err != nil {
 		t.Fatalf("Parse(%q) = %v, want success", in, err)

@@ -195,18 +195,19 @@ func valueEnd(v []byte) int {
 	return i
 }
 
-// spacedColon returns the index of the colon after whitespace that ends
-// the field name buf[i:k] of a response, or -1 when the name is empty,
-// something other than whitespace and a colon follows, the buffer ends
-// first, or the name is a framing field: Content-Length and
-// Transfer-Encoding with a space stay an error, as a recipient that reads
-// them differently could frame the body differently.
+// spacedColon returns the index of the colon after spaces that end the
+// field name buf[i:k] of a response, or -1 when the name is empty,
+// something other than spaces and a colon follows, the buffer ends first,
+// or the name is a framing field: Content-Length and Transfer-Encoding
+// with a space stay an error, as a recipient that reads them differently
+// could frame the body differently. Spaces only, as net/http's client
+// accepts them: a tab there stays an error too.
 func spacedColon(buf []byte, i, k int, h *headInfo) int {
-	if !h.response || k == i || !isOWS(buf[k]) {
+	if !h.response || k == i || buf[k] != ' ' {
 		return -1
 	}
 	j := k
-	for j < len(buf) && isOWS(buf[j]) {
+	for j < len(buf) && buf[j] == ' ' {
 		j++
 	}
 	if j == len(buf) || buf[j] != ':' {

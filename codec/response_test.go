@@ -69,7 +69,8 @@ var responseCases = []respCase{
 	rbad("space before colon TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding\t: chunked\r\n\r\n", ErrSpaceBeforeColon),
 	rbad("space, no colon", "HTTP/1.1 200 OK\r\nX-Info 1\r\n\r\n", ErrBadFieldName),
 	rbad("space before colon, empty name", "HTTP/1.1 200 OK\r\n : 1\r\n\r\n", ErrObsFold),
-	rok("space before colon, ordinary field", "HTTP/1.1 200 OK\r\nX-Info \t: 1\r\nContent-Length: 2\r\n\r\n", 200, cl(2), true),
+	rok("space before colon, ordinary field", "HTTP/1.1 200 OK\r\nX-Info  : 1\r\nContent-Length: 2\r\n\r\n", 200, cl(2), true),
+	rbad("tab before colon", "HTTP/1.1 200 OK\r\nX-Info\t: 1\r\nContent-Length: 2\r\n\r\n", ErrSpaceBeforeColon),
 	rbad("bare CR value", "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", ErrBareCR),
 }
 
