@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -538,4 +539,146 @@ func TestAbortedClientIsNeverParked(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A backend connection parked for a slow client that the backend then
+// resets mid close-delimited body: the client must see a reset, never a
+// clean end that passes the cut body off as complete. With reads paused,
+// epoll reports the reset without EPOLLIN, and gnet closed with io.EOF.
+func TestParkedBackendResetIsNoCleanEnd(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			c.Write(make([]byte, 16<<20))
+		}()
+		time.Sleep(500 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0) // RST while pace has the connection parked
+		c.Close()
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 64 << 10
+	})
+	c, lp := dialLoop(t, p)
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	parked := false
+	for i := 0; i < 80 && !parked; i++ {
+		onLoop(lp, func() {
+			s := lp.sessions.next
+			parked = s != &lp.sessions && s.up != nil && s.up.parked
+		})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !parked {
+		t.Fatal("the backend connection was never parked: the test tests nothing")
+	}
+	time.Sleep(time.Second) // the reset lands while parked
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatalf("read %d of 16 MiB and a clean end: the backend's reset became a complete response", n)
+	}
+}
+
+// lingerClient dials p with a 4 KiB receive buffer, so that pace parks it
+// quickly.
+func lingerClient(t *testing.T, p *testProxy) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readAnswers reads responses from br and checks their body sizes.
+func readAnswers(t *testing.T, br *bufio.Reader, sizes ...int) {
+	t.Helper()
+	for i, want := range sizes {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || int(n) != want {
+			t.Fatalf("response %d: %d of %d body bytes, %v", i, n, want, err)
+		}
+	}
+}
+
+// A parked client whose last response ends the connection (close-
+// delimited), with more of its pipelined requests still in the kernel
+// where pace left them: pace must linger, reading them, not close with
+// them unread, which resets the connection and loses the response's tail.
+func TestParkedClientLingersOverUnreadInput(t *testing.T) {
+	big := make([]byte, 100<<10)
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if strings.Contains(h, "/slow") {
+				time.Sleep(300 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n") // close-delimited: pace closes the client after it
+			c.Write(big)
+			return
+		}
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 4096
+	})
+	c := lingerClient(t, p)
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("p", 5000)+"\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // parked by now; the rest stays in the kernel
+	go io.WriteString(c, strings.Repeat("GET /more HTTP/1.1\r\nHost: x\r\n\r\n", 1500))
+	time.Sleep(time.Second)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	readAnswers(t, bufio.NewReader(c), 4, len(big))
+}
+
+// A parked client that half-closed after pipelining, answered with
+// Connection: close: pace's lingering close must read its input to the
+// FIN, not close with it unread (a reset that drops the response's tail).
+func TestParkedHalfClosedClientLingers(t *testing.T) {
+	big := make([]byte, 200<<10)
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(w, "slow")
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Write(big)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Server.BufferLimit = 4096
+	})
+	c := lingerClient(t, p)
+	defer c.Close()
+	go func() {
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"+strings.Repeat("j", 100<<10))
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	time.Sleep(time.Second)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	readAnswers(t, bufio.NewReader(c), 4, len(big))
 }

@@ -780,7 +780,14 @@ func (s *session) flush() {
 }
 
 func (s *session) linger() {
-	if !s.unread && s.cl.buffered() == 0 {
+	if s.cl.parked {
+		// Its input waits in the kernel, where pace left it: closing
+		// now would reset the connection and lose the end of the
+		// response still on its way. Read it again, and linger.
+		if s.cl.unpark(s.lp, s.resumed); s.dead || s.cl.c == nil {
+			return
+		}
+	} else if !s.unread && s.cl.buffered() == 0 {
 		// Nothing more is expected from the client: close now, as nginx
 		// does after a complete exchange, instead of waiting for its FIN.
 		s.st = stLinger

@@ -31,6 +31,12 @@ func (c *conn) processIO(_ int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 	// First check for any unexpected non-IO events.
 	// For these events we just close the connection directly.
 	if ev&(netpoll.ErrEvents|unix.EPOLLRDHUP) != 0 && ev&netpoll.ReadWriteEvents == 0 {
+		if c.readPaused {
+			// pace: reading is paused, not finished: what waits in the
+			// socket is read, then the end or the error (a reset must not
+			// pass for a clean end). The event stays until then.
+			return el.read(c)
+		}
 		c.outboundBuffer.Release() // don't bother to write to a connection that is already broken
 		return el.close(c, io.EOF)
 	}

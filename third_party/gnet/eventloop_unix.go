@@ -336,7 +336,7 @@ loop:
 	_, _ = c.inboundBuffer.Write(c.buffer)
 	c.buffer = c.buffer[:0]
 
-	if c.isEOF || (isET && recv < chunk) {
+	if c.isEOF || (isET && recv < chunk && !c.readPaused) { // pace: OnTraffic may have paused reading
 		goto loop
 	}
 
@@ -344,7 +344,7 @@ loop:
 	// we need to set up threshold for the maximum read bytes per connection
 	// on each event-loop. If the threshold is reached and there are still
 	// unread data in the socket buffer, we must issue another read event manually.
-	if isET && n == len(el.buffer) {
+	if isET && n == len(el.buffer) && !c.readPaused {
 		return el.poller.Trigger(queue.LowPriority, el.read0, c)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -177,8 +178,11 @@ func TestPacePauseRead(t *testing.T) {
 	}
 }
 
-// A reset reaches a paused connection: epoll reports EPOLLERR/EPOLLHUP
-// whatever the interest set, and gnet closes the connection.
+// A reset reaches a paused connection (epoll reports EPOLLERR/EPOLLHUP
+// whatever the interest set) as a reset: gnet reads what waited in the
+// socket and then the error, and closes with it, never with io.EOF, which
+// would pass a cut stream off as a clean end. Stock handling of those
+// events closed with io.EOF at once, unread.
 func TestPacePausedConnReset(t *testing.T) {
 	h, addr := startPause(t)
 	cl, err := net.Dial("tcp", addr)
@@ -187,14 +191,53 @@ func TestPacePausedConnReset(t *testing.T) {
 	}
 	c := <-h.conns
 	onLoop(t, c, c.PauseRead)
+	if _, err := cl.Write(make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := h.got.Load(); got != 0 {
+		t.Fatalf("read %d bytes while paused, want 0", got)
+	}
 	_ = cl.(*net.TCPConn).SetLinger(0)
 	_ = cl.Close() // RST
 	select {
 	case err := <-h.closed:
-		if err == nil || errors.Is(err, io.EOF) {
-			t.Logf("closed with %v", err)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("a paused connection the peer reset closed with %v, want ECONNRESET", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a paused connection the peer reset was not closed")
+	}
+}
+
+// A peer that shuts down its side of a paused connection after sending
+// (EPOLLHUP once this side shut down too) is read to the end: its data,
+// then io.EOF.
+func TestPacePausedConnHalfClosed(t *testing.T) {
+	h, addr := startPause(t)
+	cl, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c := <-h.conns
+	onLoop(t, c, c.PauseRead)
+	const n = 100 << 10
+	if _, err := cl.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	_ = cl.(*net.TCPConn).CloseWrite()
+	time.Sleep(50 * time.Millisecond)
+	onLoop(t, c, func() error { return syscall.Shutdown(c.Fd(), syscall.SHUT_WR) }) // both sides shut: EPOLLHUP
+	select {
+	case err := <-h.closed:
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("closed with %v, want io.EOF", err)
+		}
+		if got := h.got.Load(); got != n {
+			t.Fatalf("read %d of the %d bytes sent before the FIN", got, n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a paused connection shut down on both sides was not closed")
 	}
 }
