@@ -257,15 +257,7 @@ func TestBodyTailAfterBackendUnpark(t *testing.T) {
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", bodyN)
 	c.Write(pattern(bodyN)[:bodyN-tail])
-	parked := false
-	for i := 0; i < 400 && !parked; i++ {
-		onLoop(lp, func() {
-			s := lp.sessions.next
-			parked = s != &lp.sessions && s.up != nil && s.up.parked
-		})
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !parked {
+	if !waitUpParked(lp, 2*time.Second) {
 		t.Skip("backend connection not parked: scenario not reached")
 	}
 	c.Write(pattern(bodyN)[bodyN-tail:])
@@ -566,15 +558,7 @@ func TestParkedBackendResetIsNoCleanEnd(t *testing.T) {
 	c, lp := dialLoop(t, p)
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	parked := false
-	for i := 0; i < 80 && !parked; i++ {
-		onLoop(lp, func() {
-			s := lp.sessions.next
-			parked = s != &lp.sessions && s.up != nil && s.up.parked
-		})
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !parked {
+	if !waitUpParked(lp, 400*time.Millisecond) {
 		t.Fatal("the backend connection was never parked: the test tests nothing")
 	}
 	time.Sleep(time.Second) // the reset lands while parked
@@ -585,6 +569,24 @@ func TestParkedBackendResetIsNoCleanEnd(t *testing.T) {
 	}
 	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
 		t.Fatalf("read %d of 16 MiB and a clean end: the backend's reset became a complete response", n)
+	}
+}
+
+// waitUpParked reports whether the backend connection of lp's first
+// session gets parked (with no unpark's work pending) within d.
+func waitUpParked(lp *loop, d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		parked := false
+		onLoop(lp, func() {
+			s := lp.sessions.next
+			parked = s != &lp.sessions && s.up != nil && s.up.parked && !s.up.resuming
+		})
+		if parked {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
 

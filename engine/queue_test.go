@@ -171,15 +171,7 @@ func TestKillWhileResumingCountsOnce(t *testing.T) {
 	c, lp := dialLoop(t, p)
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // the response is never read
-	parked := false
-	for i := 0; i < 400 && !parked; i++ {
-		onLoop(lp, func() {
-			s := lp.sessions.next
-			parked = s != &lp.sessions && s.up != nil && s.up.parked && !s.up.resuming
-		})
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !parked {
+	if !waitUpParked(lp, 2*time.Second) {
 		t.Fatal("the backend connection was never parked")
 	}
 	// What poll does once the client drained, then, in the same loop turn
