@@ -332,8 +332,8 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			return gnet.None // closed: closed() ends the exchange
 		}
 		if inCb && s.stallResp && s.cl.c.OutboundBuffered() > e.bufLimit {
-			act, _ := s.holdUp(up) // up could not be parked last time
-			return act
+			s.holdUp(up) // up could not be parked last time
+			return gnet.None
 		}
 		if s.dl == dlSend && s.cl.c.OutboundBuffered() <= e.bufLimit {
 			s.setDeadline(dlResponse, e.respTO) // the client caught up: wait on the backend again
@@ -428,8 +428,8 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			// send_timeout, not the backend's response_timeout.
 			s.awaitClient()
 			if up.c != nil {
-				if act, ok := s.holdUp(up); ok || s.up != up {
-					return act
+				if s.holdUp(up) || s.up != up {
+					return gnet.None
 				}
 			}
 			// Parking failed: nothing would wake this response up
@@ -447,22 +447,22 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 // holdUp stops reading s.up while the client cannot take more: it parks
 // up, whose watch entry unparks it once the client drained. If the poller
 // refuses, the response stays in up's input, and past a bound the
-// exchange is aborted. ok says up is parked. Loop.
-func (s *session) holdUp(up *upconn) (gnet.Action, bool) {
+// exchange is aborted. It reports whether up is parked. Loop.
+func (s *session) holdUp(up *upconn) bool {
 	e := s.lp.e
 	if up.parked {
-		return gnet.None, true
+		return true
 	}
 	if up.park() {
 		e.met.Parked.Inc()
 		s.lp.addWatch(up)
-		return gnet.None, true
+		return true
 	}
 	if up.buffered() > e.holdMax {
 		e.logf(levelInfo, "closing exchange: backend and client both not reading", "backend", s.be.Addr, "client", s.ip)
 		s.abort()
 	}
-	return gnet.None, false
+	return false
 }
 
 // writeResponseHead sends the client the response head for s.resp with
