@@ -17,7 +17,9 @@
 #   --duration 6s         wrk duration per measurement      (BENCH_DURATION)
 #   --warmup 1s           unrecorded load before each measurement, to
 #                         fill pools and grow heaps; 0 skips it (BENCH_WARMUP)
-#   --conns 50,1000       wrk connection counts, threads=2  (BENCH_CONNS)
+#   --conns 50,1000       wrk connection counts             (BENCH_CONNS)
+#   --wrk-threads 2       wrk threads (at most the connection count)
+#                                                           (BENCH_WRK_THREADS)
 #   --rounds 5            rounds of A B C ...               (BENCH_ROUNDS)
 #   --workers 2           worker processes/threads/loops    (BENCH_WORKERS)
 #   --proxies pace,nginx,haproxy,refproxy,direct            (BENCH_PROXIES)
@@ -27,9 +29,14 @@
 #   --backend fast|nethttp  the backends: gnet event loops (bench/backend
 #                         -fast, default) or the net/http test server,
 #                         which costs ~2x the CPU per request  (BENCH_BACKEND)
+#   --backend-loops 1     event loops per -fast backend; raise it with
+#                         --workers on a many-core machine, so that the
+#                         two backends are not the bottleneck (BENCH_BACKEND_LOOPS)
 #   --c10k                also 10,000 busy keep-alive connections    (BENCH_C10K=1)
 #   --out DIR             where results.md/.tsv and raw logs go (bench/out)
 #   BENCH_PACE_BIN=FILE   measure this pace binary instead of building one
+#   BENCH_BIN_DIR=DIR     take pace, backend and refproxy prebuilt from DIR
+#                         (no Go toolchain needed: for a machine without one)
 #
 # Only 127.0.0.1 is used. Every process started here is stopped on exit.
 # Exit status: 0 when every selected, installed proxy passed its checks,
@@ -57,6 +64,9 @@ RATELIMIT=${BENCH_RATELIMIT:-off}
 AB=${BENCH_AB:-}
 C10K=${BENCH_C10K:-0}
 BACKEND=${BENCH_BACKEND:-fast}
+BACKEND_LOOPS=${BENCH_BACKEND_LOOPS:-1}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+BIN_DIR=${BENCH_BIN_DIR:-}
 WARMUP=${BENCH_WARMUP:-1s}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 
@@ -86,6 +96,8 @@ while [ $# -gt 0 ]; do
 	--ratelimit) needval "$@"; RATELIMIT=$val ;;
 	--ab) needval "$@"; AB=$val ;;
 	--backend) needval "$@"; BACKEND=$val ;;
+	--backend-loops) needval "$@"; BACKEND_LOOPS=$val ;;
+	--wrk-threads) needval "$@"; WRK_THREADS=$val ;;
 	--warmup) needval "$@"; WARMUP=$val ;;
 	--out) needval "$@"; OUT=$val ;;
 	*) usage >&2; die "unknown option $opt" ;;
@@ -102,9 +114,11 @@ fi
 [[ $CONNS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--conns: want e.g. 50,1000, got $CONNS"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds: want a positive integer, got $ROUNDS"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers: want a positive integer, got $WORKERS"
+[[ $BACKEND_LOOPS =~ ^[1-9][0-9]*$ ]] || die "--backend-loops: want a positive integer, got $BACKEND_LOOPS"
+[[ $WRK_THREADS =~ ^[1-9][0-9]*$ ]] || die "--wrk-threads: want a positive integer, got $WRK_THREADS"
 case $RATELIMIT in on | off) ;; *) die "--ratelimit: want on or off, got $RATELIMIT" ;; esac
 case $AB in on | off) ;; *) die "--ab: want on or off, got $AB" ;; esac
-case $BACKEND in fast) BACKEND_FLAGS=(-fast) ;; nethttp) BACKEND_FLAGS=() ;; *) die "--backend: want fast or nethttp, got $BACKEND" ;; esac
+case $BACKEND in fast) BACKEND_FLAGS=(-fast -loops "$BACKEND_LOOPS") ;; nethttp) BACKEND_FLAGS=() ;; *) die "--backend: want fast or nethttp, got $BACKEND" ;; esac
 IFS=, read -r -a PROXY_LIST <<<"$PROXIES"
 for p in "${PROXY_LIST[@]}"; do
 	case $p in pace | nginx | haproxy | refproxy | direct) ;; *) die "--proxies: unknown proxy $p" ;; esac
@@ -177,22 +191,45 @@ wait_port_closed() {
 	done
 }
 
+# Some kernels (gVisor's, or Linux without CONFIG_PROC_CHILDREN) have no
+# /proc/PID/task/TID/children; there the process tree comes from the
+# parent field of every /proc/PID/stat instead.
+HAVE_CHILDREN=0
+[ -r "/proc/$$/task/$$/children" ] && HAVE_CHILDREN=1
+children_of() { # pid: sets KIDS to pid's children
+	local t st
+	KIDS=()
+	if [ "$HAVE_CHILDREN" = 1 ]; then
+		local -a k
+		for t in /proc/"$1"/task/*/children; do
+			[ -r "$t" ] || continue
+			k=()
+			read -r -a k <"$t" 2>/dev/null
+			KIDS+=("${k[@]}")
+		done
+		return 0
+	fi
+	for t in /proc/[0-9]*/stat; do
+		st=$(cat "$t" 2>/dev/null) || continue
+		st=${st##*) } # state, then ppid
+		st=${st#* }
+		[ "${st%% *}" = "$1" ] && { t=${t#/proc/}; KIDS+=("${t%/stat}"); }
+	done
+	return 0
+}
+
 TREE=()
 tree_pids() { # sets TREE to pid and all its descendants
-	local -a queue=("$@") kids
-	local p t
+	local -a queue=("$@")
+	local p
 	TREE=()
 	while [ ${#queue[@]} -gt 0 ]; do
 		p=${queue[0]}
 		queue=("${queue[@]:1}")
 		[ -r "/proc/$p/stat" ] || continue
 		TREE+=("$p")
-		for t in /proc/"$p"/task/*/children; do
-			[ -r "$t" ] || continue
-			kids=()
-			read -r -a kids <"$t" 2>/dev/null
-			[ ${#kids[@]} -gt 0 ] && queue+=("${kids[@]}")
-		done
+		children_of "$p"
+		[ ${#KIDS[@]} -gt 0 ] && queue+=("${KIDS[@]}")
 	done
 }
 
@@ -249,16 +286,26 @@ if [ "$C10K" = 1 ] && [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt 65536 ]; the
 fi
 
 cd "$ROOT" || die "cannot cd to $ROOT"
-note "building bench/backend and bench/refproxy into $TMP"
-go build -o "$TMP/backend" ./bench/backend || die "go build ./bench/backend failed"
-go build -o "$TMP/refproxy" ./bench/refproxy || die "go build ./bench/refproxy failed"
+if [ -n "$BIN_DIR" ]; then
+	note "taking pace, backend and refproxy from $BIN_DIR"
+	for b in pace backend refproxy; do
+		[ -x "$BIN_DIR/$b" ] || die "BENCH_BIN_DIR=$BIN_DIR has no executable $b"
+		cp "$BIN_DIR/$b" "$TMP/$b" || die "cannot copy $BIN_DIR/$b"
+	done
+	BENCH_PACE_BIN=$TMP/pace
+else
+	note "building bench/backend and bench/refproxy into $TMP"
+	go build -o "$TMP/backend" ./bench/backend || die "go build ./bench/backend failed"
+	go build -o "$TMP/refproxy" ./bench/refproxy || die "go build ./bench/refproxy failed"
+fi
 
 SELECTED=()
 for p in "${PROXY_LIST[@]}"; do
 	case $p in
 	pace)
 		if [ -n "${BENCH_PACE_BIN:-}" ]; then
-			cp "$BENCH_PACE_BIN" "$TMP/pace" || die "cannot copy BENCH_PACE_BIN=$BENCH_PACE_BIN"
+			[ "$BENCH_PACE_BIN" = "$TMP/pace" ] || cp "$BENCH_PACE_BIN" "$TMP/pace" ||
+				die "cannot copy BENCH_PACE_BIN=$BENCH_PACE_BIN"
 			SELECTED+=(pace)
 		elif go build -o "$TMP/pace" . >"$TMP/pace-build.log" 2>&1; then
 			SELECTED+=(pace)
@@ -288,7 +335,7 @@ wait_port "$B1" "$!" backend1 || die "backend1 did not start"
 "$TMP/backend" "${BACKEND_FLAGS[@]}" -listen "127.0.0.1:$B2" -name backend2 -quiet &
 PIDS+=($!)
 wait_port "$B2" "$!" backend2 || die "backend2 did not start"
-note "backends ($BACKEND) on 127.0.0.1:$B1 (backend1) and 127.0.0.1:$B2 (backend2); proxies on 127.0.0.1:$PORT; workers $WORKERS"
+note "backends ($BACKEND, $BACKEND_LOOPS loop(s)) on 127.0.0.1:$B1 (backend1) and 127.0.0.1:$B2 (backend2); proxies on 127.0.0.1:$PORT; workers $WORKERS"
 
 # ---- proxy configs -------------------------------------------------------------
 write_configs() {
@@ -528,8 +575,8 @@ measure() { # round name scenario port
 	wrk-c*)
 		conns=${sc#wrk-c}
 		[ "$conns" = 10k ] && conns=10000
-		local threads=2
-		[ "$conns" -lt 2 ] && threads=1
+		local threads=$WRK_THREADS
+		[ "$conns" -lt "$threads" ] && threads=$conns
 		[ "${WARMUP%[smh]}" != 0 ] && wrk -t "$threads" -c "$conns" -d "$WARMUP" --timeout 10s "$url" >/dev/null 2>&1
 		cpu_mark
 		wrk -t "$threads" -c "$conns" -d "$DURATION" --timeout 10s --latency \
@@ -661,7 +708,7 @@ aggregate() {
 SUMMARY=$(aggregate)
 HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	CPU us/req	vs pace"
 echo
-note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rate limit $RATELIMIT, backend $BACKEND)"
+note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, wrk threads $WRK_THREADS, rate limit $RATELIMIT, backend $BACKEND)"
 { echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %11s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 
 {
@@ -669,7 +716,7 @@ note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, rat
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M:%SZ') on $(nproc) CPUs ($(uname -r)); $ROUNDS round(s) of $DURATION;" \
 		"workers $WORKERS; rate limit $RATELIMIT; backends $BACKEND; ulimit -n $NOFILE."
-	echo "wrk threads 2, keep-alive; ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
+	echo "wrk threads $WRK_THREADS, keep-alive; backend event loops $BACKEND_LOOPS each (fast); ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
 	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
 	echo "peak RSS is the proxy's process tree; CPU us/req is that tree's user+system CPU time during the measured run ÷ requests"
 	echo "(the load tool and the backends share the same cores, so req/s ratios are smaller than CPU ratios);"
