@@ -48,16 +48,18 @@ func TestConfigPath(t *testing.T) {
 
 // The event loops get one more P than there are loops, unless $GOMAXPROCS
 // says otherwise, or Go chose fewer Ps than CPUs (a cgroup CPU limit); more
-// than that is left as it is.
+// Ps than that are lowered to it.
 func TestSpareProc(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	t.Setenv("GOMAXPROCS", "")
 	for _, c := range []struct{ procs, ncpu, workers, want int }{
 		{2, 2, 2, 3},
 		{1, 1, 4, 5},
-		{8, 8, 4, 8},
+		{8, 8, 4, 5},
+		{16, 16, 8, 9},
 		{5, 8, 4, 5},
-		{2, 16, 2, 2}, // a 2-CPU limit on a 16-CPU host
+		{2, 16, 2, 2},  // a 2-CPU limit on a 16-CPU host
+		{12, 16, 4, 5}, // a 12-CPU limit, 4 workers
 	} {
 		runtime.GOMAXPROCS(c.procs)
 		if got := spareProc(c.workers, c.ncpu); got != c.want || runtime.GOMAXPROCS(0) != c.want {
