@@ -328,6 +328,9 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			e.log.Warn("shutdown timeout: closing remaining connections", "clients", e.clients.Load())
+			// gnet's Stop would close them with a FIN, and a client
+			// would take a cut close-delimited response for a whole one.
+			e.eachWait(func(lp *loop) { lp.abortAll() }, time.Second)
 			break wait
 		case <-t.C:
 			e.each(func(lp *loop) { lp.drain() })
@@ -361,6 +364,32 @@ func (e *Engine) each(f func(lp *loop)) {
 			f(lp)
 			return nil
 		}))
+	}
+}
+
+// eachWait is each, waiting up to d for f to have run on every loop. Any
+// goroutine but a loop.
+func (e *Engine) eachWait(f func(lp *loop), d time.Duration) {
+	e.mu.Lock()
+	loops := append([]*loop(nil), e.loops...)
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, lp := range loops {
+		lp := lp
+		wg.Add(1)
+		if lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			f(lp)
+			return nil
+		})) != nil {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
 	}
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -344,4 +345,52 @@ func TestAcceptBurst(t *testing.T) {
 			t.Fatalf("connection %d of %d: status %d, want 200", i, n, resp.StatusCode)
 		}
 	}
+}
+
+// A response still streaming when the drain deadline passes is reset,
+// not closed: its body is close-delimited, and a clean end would pass the
+// cut body off as complete. gnet's Stop used to close it with a FIN.
+func TestDrainDeadlineResetsUnfinishedResponse(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	addr := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte("line\n")); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, []string{addr}, nil)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	go p.e.Shutdown(ctx)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil {
+		t.Fatalf("cut at the drain deadline after %d bytes, the body ended cleanly: want a reset", n)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after %d bytes: %v, want a reset", n, err)
+	}
+	p.waitStopped(t)
 }

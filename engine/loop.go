@@ -461,6 +461,23 @@ func (lp *loop) drain() {
 	}
 }
 
+// abortAll ends every client connection at the drain deadline. One that
+// is lingering after its last response closes as usual; any other has a
+// response unfinished or unsent (or a request unanswered) and is reset,
+// as when a backend dies mid-response (RFC 9112 section 6.3, item 8: a
+// clean close would end a close-delimited body as if complete). Loop.
+func (lp *loop) abortAll() {
+	for s := lp.sessions.next; s != &lp.sessions; {
+		next := s.next
+		if s.st == stLinger {
+			s.closeNow()
+		} else {
+			s.abort()
+		}
+		s = next
+	}
+}
+
 // enter records c as the connection whose callback runs and returns the
 // previous one, to restore after. Loop.
 func (lp *loop) enter(c gnet.Conn) gnet.Conn {
