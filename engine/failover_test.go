@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,5 +279,144 @@ func TestSoleBackendConnectDeadlineIs504(t *testing.T) {
 		if st := <-res; st != http.StatusGatewayTimeout {
 			t.Errorf("status %d, want 504", st)
 		}
+	}
+}
+
+// closingBackend reads each request head and closes without answering,
+// counting connections.
+func closingBackend(t *testing.T, conns *atomic.Int64, reply string) string {
+	return rawBackend(t, func(c net.Conn) {
+		conns.Add(1)
+		if _, err := readHead(bufio.NewReader(c)); err == nil && reply != "" {
+			c.Write([]byte(reply))
+		}
+	})
+}
+
+// A backend that closes a fresh connection before answering is failing,
+// as nginx's "upstream prematurely closed connection" counts toward
+// max_fails: after fail_threshold of them it is skipped. Before, it never
+// was, and POSTs to it got 502 one request in two for ever.
+func TestClosedBeforeAnswerCountsAsFailure(t *testing.T) {
+	var conns atomic.Int64
+	bad := closingBackend(t, &conns, "")
+	good := newNamedBackend(t, "good", nil)
+	p := startProxy(t, []string{bad, good.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 3
+		o.Upstreams.Cooldown = dur(time.Minute)
+	})
+	c := client()
+	for i := 0; i < 10; i++ {
+		if resp, _ := get(t, c, p.url("/")); resp.StatusCode != 200 {
+			t.Fatalf("GET %d: status %d, want 200 (retried on the good backend)", i, resp.StatusCode)
+		}
+	}
+	if p.e.bal.Backends[0].Up(nanotime()) {
+		t.Fatalf("the backend closed %d connections before answering and is still up", conns.Load())
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("the closing backend got %d connections, want 3 (then skipped)", n)
+	}
+	for i := 0; i < 4; i++ {
+		resp, err := c.Post(p.url("/"), "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %d with the closing backend skipped: status %d", i, resp.StatusCode)
+		}
+	}
+}
+
+// A retry leaves the round-robin position alone. With two backends, one
+// failing every request, the retries used to move the position so that
+// the failing one was tried first by every request.
+func TestRetryKeepsRoundRobinTurns(t *testing.T) {
+	var conns atomic.Int64
+	bad := closingBackend(t, &conns, "")
+	good := newNamedBackend(t, "good", nil)
+	p := startProxy(t, []string{bad, good.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 100 // never skipped
+	})
+	c := client()
+	for i := 0; i < 10; i++ {
+		if resp, _ := get(t, c, p.url("/")); resp.StatusCode != 200 {
+			t.Fatalf("GET %d: status %d, want 200", i, resp.StatusCode)
+		}
+	}
+	if n := conns.Load(); n != 5 {
+		t.Fatalf("the failing backend was tried first by %d of 10 requests, want 5 (its turns)", n)
+	}
+}
+
+// A response head cut short by the backend closing is nothing the client
+// has seen: an idempotent request is retried on the other backend, as
+// nginx does for a premature close; a POST is not (it was sent).
+func TestHeadCutShortRetried(t *testing.T) {
+	var conns atomic.Int64
+	bad := closingBackend(t, &conns, "HTTP/1.1 200 OK\r\nContent-Le")
+	good := newNamedBackend(t, "good", nil)
+	p := startProxy(t, []string{bad, good.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 100
+	})
+	c := client()
+	for i := 0; i < 4; i++ {
+		resp, body := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 || !strings.Contains(body, "good") {
+			t.Fatalf("GET %d: status %d %q, want 200 from the good backend", i, resp.StatusCode, body)
+		}
+	}
+	posts := map[int]int{}
+	for i := 0; i < 4; i++ {
+		resp, err := c.Post(p.url("/"), "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		posts[resp.StatusCode]++
+	}
+	if posts[502] != 2 || posts[200] != 2 {
+		t.Fatalf("POSTs: %v, want 2 x 200 (good backend) and 2 x 502 (the cut head, not retried)", posts)
+	}
+}
+
+// After a pooled connection turns out stale, the fresh connection goes to
+// the same backend, which was up a moment ago. It used to go to the next
+// one, and when that one was down the request got its refusal: 502 for a
+// request a healthy backend would have answered.
+func TestStaleRetryStaysOnItsBackend(t *testing.T) {
+	stale := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		readHead(br) // the next request on it loses the keep-alive race
+	})
+	dead := freeAddr(t)
+	for _, retries := range []int{1, 0} {
+		t.Run(fmt.Sprintf("max_retries=%d", retries), func(t *testing.T) {
+			p := startProxy(t, []string{stale, dead}, func(o *Options) {
+				o.Server.Workers = 1
+				o.Upstreams.MaxRetries = &retries
+				o.Upstreams.FailThreshold = 1
+				o.Upstreams.Cooldown = dur(time.Minute)
+			})
+			c := client()
+			get(t, c, p.url("/")) // warm-up: marks the dead backend down, or pools a connection
+			get(t, c, p.url("/"))
+			for i := 0; i < 6; i++ {
+				resp, body := get(t, c, p.url("/"))
+				if resp.StatusCode != 200 || body != "ok" {
+					t.Fatalf("request %d: %d %q, want 200 (fresh connection to the live backend)", i, resp.StatusCode, body)
+				}
+			}
+		})
 	}
 }

@@ -408,9 +408,17 @@ func (s *session) buildHead() {
 func (s *session) connect(stale bool) bool {
 	e := s.lp.e
 	now := nanotime()
-	be := e.bal.Pick(s.tried, now)
-	if be == nil && stale && s.be != nil {
-		be = s.be // one fresh connection to the same backend after a stale reuse
+	var be *upstream.Backend
+	switch {
+	case stale && s.be != nil:
+		// The keep-alive race lost a connection, not a backend: one
+		// fresh connection to the same one, which was up a moment ago
+		// (and with max_retries = 0 there is no other to go to).
+		be = s.be
+	case s.be != nil:
+		be = e.bal.After(s.be, s.tried, now)
+	default:
+		be = e.bal.Pick(s.tried, now)
 	}
 	if be == nil {
 		return false

@@ -356,7 +356,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			s.respStarted = true
 			if err == codec.ErrNeedMore {
 				if up.eof {
-					s.badResponse(err)
+					s.upstreamEOF() // a head cut short
 				}
 				return gnet.None
 			}
@@ -562,14 +562,25 @@ func (s *session) upstreamEOF() {
 	e := s.lp.e
 	up := s.up
 	switch {
-	case !s.respStarted:
+	case !s.headDone:
+		// No final response head: nothing of the response has reached
+		// the client (an interim 1xx may have, and may come again), so
+		// the request may go to another backend (retryOrFail's rules).
 		s.up = nil
 		up.kill()
 		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
-		e.logf(levelDebug, "backend closed before answering", "backend", s.be.Addr, "reused", up.reused)
-		s.retryOrFail(true, up.reused, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
-	case !s.headDone:
-		s.badResponse(codec.ErrNeedMore)
+		if stale := up.reused && !s.respStarted; stale {
+			// The keep-alive race: the backend closed an idle
+			// connection as the request went out. Not its failure.
+			e.logf(levelDebug, "pooled backend connection closed before answering", "backend", s.be.Addr)
+			s.retryOrFail(true, true, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
+			return
+		}
+		// nginx's "upstream prematurely closed connection", an error
+		// that counts toward max_fails: here toward fail_threshold.
+		e.bal.Failure(s.be, nanotime())
+		e.logf(levelWarn, "backend closed the connection before answering", "backend", s.be.Addr, "client", s.ip, "reset", up.reset)
+		s.retryOrFail(true, false, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
 	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose && !up.reset:
 		s.finish() // close-delimited body ends here
 	case up.reset:

@@ -88,6 +88,31 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 	return fallback
 }
 
+// After returns the backend to retry on after prev failed: the first one
+// after prev in the list that is up and not excluded, else (all down) the
+// first one not excluded; nil when every backend is excluded. Unlike Pick
+// it leaves the round-robin position alone: a retry that moved it would
+// give the next request's turn to the backend after prev, so that with
+// two backends one that fails every request would be tried first by every
+// request. Lock-free.
+func (bl *Balancer) After(prev *Backend, exclude uint64, now int64) *Backend {
+	n := len(bl.Backends)
+	var fallback *Backend
+	for i := 1; i <= n; i++ {
+		b := bl.Backends[(prev.Index+i)%n]
+		if exclude&(1<<uint(b.Index)) != 0 {
+			continue
+		}
+		if b.Up(now) {
+			return b
+		}
+		if fallback == nil {
+			fallback = b
+		}
+	}
+	return fallback
+}
+
 // Success records a good exchange with b: its failure streak ends, and a
 // backend that was down is up again.
 func (bl *Balancer) Success(b *Backend) {
@@ -102,7 +127,8 @@ func (bl *Balancer) Success(b *Backend) {
 	}
 }
 
-// Failure records a connect failure or timeout. After threshold failures
+// Failure records a connect failure or timeout, or a connection the
+// backend closed before answering. After threshold failures
 // in a row the backend is skipped for the cool-down; a request that then
 // reaches it again (after the cool-down) and succeeds brings it back.
 func (bl *Balancer) Failure(b *Backend, now int64) {

@@ -41,8 +41,9 @@ type Config struct {
 	// pool closes and redials connections all the time (at 1000 client
 	// connections, 64 cost 12x more dials and 45% of the throughput).
 	MaxIdle int `toml:"max_idle"`
-	// FailThreshold is the number of consecutive connect failures or
-	// timeouts after which a backend is skipped. Zero means 3.
+	// FailThreshold is the number of consecutive failures (a connect
+	// refused or timed out, or a connection closed before a response
+	// head) after which a backend is skipped. Zero means 3.
 	FailThreshold int `toml:"fail_threshold"`
 	// Cooldown is how long a failed backend is skipped. Zero means 10s.
 	Cooldown config.Duration `toml:"cooldown"`

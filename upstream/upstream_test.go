@@ -135,3 +135,35 @@ func TestPickEvenWithBackendDown(t *testing.T) {
 		t.Fatalf("300 picks with a down: %v, want b:1 and c:1 150 each", n)
 	}
 }
+
+// After picks the next backend after the failed one, skipping the tried
+// and (while any is up) the down ones, and leaves Pick's turns alone.
+func TestAfter(t *testing.T) {
+	c := &Config{Backends: []string{"a:1", "b:2", "c:3", "d:4"}, FailThreshold: 1}
+	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Now().UnixNano()
+	bl.Failure(bl.Backends[2], now) // c is down
+	for _, tc := range []struct {
+		prev    int
+		exclude uint64
+		want    int // -1: nil
+	}{
+		{0, 1 << 0, 1},
+		{1, 1 << 1, 3},                     // c down: skipped
+		{3, 1 << 3, 0},                     // wraps
+		{1, 1<<1 | 1<<3 | 1<<0, 2},         // only the down c is left: the fallback
+		{0, 1<<0 | 1<<1 | 1<<2 | 1<<3, -1}, // all tried
+	} {
+		got := bl.After(bl.Backends[tc.prev], tc.exclude, now)
+		gi := -1
+		if got != nil {
+			gi = got.Index
+		}
+		if gi != tc.want {
+			t.Errorf("After(%d, %04b) = %d, want %d", tc.prev, tc.exclude, gi, tc.want)
+		}
+	}
+	if p := bl.Pick(0, now); p.Index != 0 {
+		t.Errorf("Pick after calls to After = %d, want 0: After moved the turns", p.Index)
+	}
+}
