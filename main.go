@@ -72,6 +72,12 @@ func run() int {
 	)
 	flag.BoolVar(check, "t", false, "same as -check (nginx -t)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		// "pace -check other.toml" would check ./proxy.toml and say it
+		// is valid: refuse, rather than act on another file.
+		fmt.Fprintf(os.Stderr, "pace: unexpected argument %q: name a configuration file with -config FILE\n", flag.Arg(0))
+		return 2
+	}
 	if *showVer {
 		fmt.Println("pace", version)
 		return 0
@@ -94,9 +100,17 @@ func run() int {
 	setGCPercent()
 
 	*cfgPath = configPath(*cfgPath)
+	if !configSet() && *cfgPath != manualConfig {
+		if _, err := os.Stat(manualConfig); err == nil {
+			log.Warn("reading ./proxy.toml, not the original manual's config/proxy.toml: give -config config/proxy.toml to use that one", "config", *cfgPath)
+		}
+	}
 	var fc fileConfig
 	if err := config.Load(*cfgPath, &fc); err != nil {
 		fmt.Fprintf(os.Stderr, "pace: %s: %v\n", *cfgPath, err)
+		if errors.Is(err, fs.ErrNotExist) && !configSet() {
+			fmt.Fprintf(os.Stderr, "pace: give one with -config FILE (deploy/proxy.toml is an example), or run pace where its proxy.toml is\n")
+		}
 		return 1
 	}
 	for _, v := range []interface{ Validate() error }{&fc.Server, &fc.Upstreams, &fc.RateLimit, &fc.Metrics} {
@@ -202,9 +216,7 @@ const manualConfig = "config/proxy.toml"
 // configPath is the file to load: path, unless -config was not given,
 // ./proxy.toml does not exist and the manual's config/proxy.toml does.
 func configPath(path string) string {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
-	if set {
+	if configSet() {
 		return path
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -213,6 +225,13 @@ func configPath(path string) string {
 		}
 	}
 	return path
+}
+
+// configSet reports whether -config was given.
+func configSet() bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+	return set
 }
 
 func parseLevel(s string) (slog.Level, error) {

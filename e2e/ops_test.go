@@ -122,3 +122,17 @@ func runToExit(t *testing.T, limit time.Duration, name string, args ...string) (
 		return 0, ""
 	}
 }
+
+// A config file named without -config is refused: "pace -check x.toml"
+// used to check ./proxy.toml and report it valid.
+func TestStrayArgumentRefused(t *testing.T) {
+	requireProxy(t)
+	if standin != "" {
+		t.Skip("pace's own command line")
+	}
+	t.Parallel()
+	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "other.toml")
+	if code != 2 || !strings.Contains(out, `unexpected argument "other.toml"`) || strings.Contains(out, "valid") {
+		t.Fatalf("pace -check other.toml: status %d, output:\n%s\nwant status 2 and the argument named", code, out)
+	}
+}
