@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,7 +121,8 @@ func Decode(b []byte, v any) error {
 		if errors.As(err, &sm) {
 			keys := make([]string, 0, len(sm.Errors))
 			for _, e := range sm.Errors {
-				keys = append(keys, strings.Join(e.Key(), "."))
+				row, _ := e.Position()
+				keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), row))
 			}
 			return fmt.Errorf("unknown key(s): %s", strings.Join(keys, ", "))
 		}
@@ -136,15 +138,52 @@ func Decode(b []byte, v any) error {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
+			msg := typeMismatch(de.Error())
 			k := strings.Join(de.Key(), ".")
 			if k != "" {
-				return fmt.Errorf("line %d, column %d (%s): %v", row, col, k, de)
+				return fmt.Errorf("line %d, column %d (%s): %s", row, col, k, msg)
 			}
-			return fmt.Errorf("line %d, column %d: %v", row, col, de)
+			return fmt.Errorf("line %d, column %d: %s", row, col, msg)
 		}
 		return err
 	}
 	return nil
+}
+
+// mismatchRE matches go-toml's wrong-type message, which names Go types:
+// "toml: cannot decode TOML string into struct field
+// ratelimit.Config.WindowSeconds of type int".
+var mismatchRE = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type |a Go value of type )?(\S+)`)
+
+// typeMismatch rewrites go-toml's wrong-type message in TOML's terms
+// ("want an integer, got a string"); other messages pass unchanged.
+func typeMismatch(msg string) string {
+	m := mismatchRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := "a value of another type"
+	switch t := strings.TrimPrefix(m[2], "*"); {
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		want = "an integer"
+	case strings.HasPrefix(t, "float"):
+		want = "a number"
+	case t == "bool":
+		want = "true or false"
+	case t == "string":
+		want = "a string"
+	case strings.HasPrefix(t, "[]"):
+		want = "an array"
+	case strings.Contains(t, "."):
+		want = "a table"
+	}
+	got := map[string]string{"string": "a string", "integer": "an integer", "float": "a number",
+		"boolean": "true or false", "array": "an array", "table": "a table", "datetime": "a date-time",
+		"local": "a date-time"}[strings.ToLower(m[1])]
+	if got == "" {
+		got = "a " + m[1]
+	}
+	return fmt.Sprintf("want %s, got %s", want, got)
 }
 
 // valueError is a value a custom unmarshaler refused; raw is the value as

@@ -76,3 +76,34 @@ func TestDecodeStrict(t *testing.T) {
 		t.Fatalf("bad duration error = %v", err)
 	}
 }
+
+// A value of the wrong type is reported in TOML's terms, with its line
+// and key, not with go-toml's Go struct and type names; an unknown key
+// with its line.
+func TestDecodeErrorsReadable(t *testing.T) {
+	type sec struct {
+		N     int      `toml:"n"`
+		On    bool     `toml:"on"`
+		Name  string   `toml:"name"`
+		List  []string `toml:"list"`
+		Ratio float64  `toml:"ratio"`
+	}
+	type file struct {
+		S sec `toml:"s"`
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"[s]\nn = \"60s\"\n", "line 2, column 5 (s.n): want an integer, got a string"},
+		{"[s]\nn = 10.5\n", "(s.n): want an integer, got a number"},
+		{"[s]\non = \"yes\"\n", "(s.on): want true or false, got a string"},
+		{"[s]\nname = 3\n", "(s.name): want a string, got an integer"},
+		{"[s]\nlist = \"a\"\n", "(s.list): want an array, got a string"},
+		{"[s]\nratio = true\n", "(s.ratio): want a number, got true or false"},
+		{"[s]\n\nnn = 1\n", "unknown key(s): s.nn (line 3)"},
+	} {
+		var f file
+		err := Decode([]byte(tc.in), &f)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "struct field") {
+			t.Errorf("Decode(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
