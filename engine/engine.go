@@ -62,17 +62,19 @@ type Engine struct {
 	listen    string
 	workers   int
 	maxConns  int64
-	bufLimit  int
-	lowWater  int
-	holdMax   int // input held from a peer that cannot be parked, at most
-	headerTO  int64
-	idleTO    int64
-	sendTO    int64 // a client holding up its response must read within this
-	respTO    int64
-	queueTO   int64 // how long a request waits for a free backend connection
-	upIdleTO  int64
-	maxIdle   int
-	shutdownT time.Duration
+	// maxConnsSet says max_connections came from the configuration.
+	maxConnsSet bool
+	bufLimit    int
+	lowWater    int
+	holdMax     int // input held from a peer that cannot be parked, at most
+	headerTO    int64
+	idleTO      int64
+	sendTO      int64 // a client holding up its response must read within this
+	respTO      int64
+	queueTO     int64 // how long a request waits for a free backend connection
+	upIdleTO    int64
+	maxIdle     int
+	shutdownT   time.Duration
 
 	mu       sync.Mutex
 	loops    []*loop
@@ -108,25 +110,26 @@ func New(o Options) (*Engine, error) {
 		log = slog.Default()
 	}
 	e := &Engine{
-		log:       log,
-		bal:       upstream.NewBalancer(&o.Upstreams, log),
-		proxyHdr:  []byte(o.Server.proxyHeader()),
-		dropUnder: !o.Server.UnderscoresInHeaders,
-		retries:   o.Upstreams.Retries(),
-		listen:    o.Server.listen(),
-		workers:   o.Server.workers(),
-		maxConns:  int64(o.Server.maxConns()),
-		bufLimit:  o.Server.BufferLimit.Or(256 << 10),
-		headerTO:  int64(o.Server.headerTimeout()),
-		idleTO:    int64(o.Server.idleTimeout()),
-		sendTO:    int64(o.Server.sendTimeout()),
-		respTO:    int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
-		queueTO:   int64(o.Upstreams.DialTimeout()),
-		upIdleTO:  int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
-		maxIdle:   o.Upstreams.MaxIdle,
-		shutdownT: o.Server.shutdownTimeout(),
-		booted:    make(chan struct{}),
-		wake:      make(chan struct{}, 1),
+		log:         log,
+		bal:         upstream.NewBalancer(&o.Upstreams, log),
+		proxyHdr:    []byte(o.Server.proxyHeader()),
+		dropUnder:   !o.Server.UnderscoresInHeaders,
+		retries:     o.Upstreams.Retries(),
+		listen:      o.Server.listen(),
+		workers:     o.Server.workers(),
+		maxConns:    int64(o.Server.maxConns()),
+		maxConnsSet: o.Server.MaxConnections != 0,
+		bufLimit:    o.Server.BufferLimit.Or(256 << 10),
+		headerTO:    int64(o.Server.headerTimeout()),
+		idleTO:      int64(o.Server.idleTimeout()),
+		sendTO:      int64(o.Server.sendTimeout()),
+		respTO:      int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
+		queueTO:     int64(o.Upstreams.DialTimeout()),
+		upIdleTO:    int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
+		maxIdle:     o.Upstreams.MaxIdle,
+		shutdownT:   o.Server.shutdownTimeout(),
+		booted:      make(chan struct{}),
+		wake:        make(chan struct{}, 1),
 	}
 	if e.maxIdle == 0 {
 		e.maxIdle = 1024
@@ -219,7 +222,13 @@ func fdBudget(e *Engine) (int64, error) {
 		return 0, fmt.Errorf("open-file limit %d is too low for %d workers: pace needs at least %d (ulimit -n, or LimitNOFILE in systemd)", limit, e.workers, reserve+2)
 	}
 	if m := avail / 2; m < e.maxConns {
-		e.log.Warn("max_connections lowered to fit the open-file limit", "max_connections", m, "requested", e.maxConns, "nofile", limit)
+		// A warning when the operator asked for more; the default
+		// (10,000) is only a ceiling, and meeting the limit is routine.
+		lvl := slog.LevelInfo
+		if e.maxConnsSet {
+			lvl = slog.LevelWarn
+		}
+		e.log.Log(context.Background(), lvl, "max_connections lowered to fit the open-file limit", "max_connections", m, "requested", e.maxConns, "nofile", limit)
 		e.maxConns = m
 	}
 	return avail, nil
