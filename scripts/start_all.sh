@@ -41,8 +41,10 @@ stop_all() {
 	done
 }
 trap stop_all EXIT
-trap 'echo; exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C or a TERM is how this is meant to stop: a clean stop exits 0
+# (make would report "Error 130" otherwise).
+trap 'echo; exit 0' INT
+trap 'exit 0' TERM
 
 port_open() { # host port
 	local host=${1#[}
@@ -70,7 +72,8 @@ stale() {
 # ---- build -----------------------------------------------------------------
 if stale ./pace . ; then
 	echo "building ./pace"
-	go build -o pace . || die "go build -o pace . failed"
+	go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o pace . ||
+		die "go build -o pace . failed"
 fi
 mkdir -p bin
 if stale ./bin/backend ./bench/backend; then
@@ -85,6 +88,9 @@ if [ -z "$CONFIG" ]; then
 	done
 fi
 [ -n "$CONFIG" ] || die "no config: set PACE_CONFIG or create ./proxy.toml (e.g. cp deploy/proxy.toml proxy.toml)"
+if [ "$CONFIG" = ./proxy.toml ] && [ -z "${PACE_CONFIG:-}" ] && [ -f ./config/proxy.toml ]; then
+	echo "note: using ./proxy.toml; the original manual's config/proxy.toml is not read (PACE_CONFIG=config/proxy.toml for that one)"
+fi
 [ -f "$CONFIG" ] || die "config $CONFIG does not exist"
 
 CHECK=$(./pace -check -config "$CONFIG") || die "pace -check rejects $CONFIG"
