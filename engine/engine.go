@@ -327,6 +327,16 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	e.log.Info("draining", "clients", e.clients.Load(), "timeout", e.shutdownT)
+	e.mu.Lock()
+	eng := e.eng
+	e.mu.Unlock()
+	// New connections are refused by the kernel, as nginx and HAProxy
+	// refuse them by closing their listeners: a client can retry that
+	// safely elsewhere, where one accepted and closed cannot tell whether
+	// its request was taken. Those accepted before are closed in OnOpen.
+	if err := eng.CloseListeners(); err != nil {
+		e.log.Warn("draining: could not close the listening sockets; new connections are accepted and closed", "err", err)
+	}
 	e.each(func(lp *loop) { lp.drain() })
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
@@ -345,9 +355,6 @@ wait:
 			e.each(func(lp *loop) { lp.drain() })
 		}
 	}
-	e.mu.Lock()
-	eng := e.eng
-	e.mu.Unlock()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := eng.Stop(sctx); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) {

@@ -394,3 +394,47 @@ func TestDrainDeadlineResetsUnfinishedResponse(t *testing.T) {
 	}
 	p.waitStopped(t)
 }
+
+// While draining, new connections are refused by the kernel, as nginx
+// and HAProxy refuse them: pace closes its listening sockets. They used
+// to be accepted and closed, which a client that had sent a POST could
+// not tell from a lost request. The request in flight still completes.
+func TestDrainRefusesNewConnections(t *testing.T) {
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second)
+		io.WriteString(w, "done")
+	})
+	p := startProxy(t, []string{b.addr()}, nil)
+	res := make(chan string, 1)
+	go func() {
+		resp, err := client().Get(p.url("/slow"))
+		if err != nil {
+			res <- err.Error()
+			return
+		}
+		bb, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- strconv.Itoa(resp.StatusCode) + " " + string(bb)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	go p.e.Shutdown(context.Background())
+	deadline := time.Now().Add(time.Second) // the request in flight holds the drain open for 2s
+	for {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("dial while draining: %v, want connection refused", err)
+			}
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still accepted 1s into the drain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := <-res; r != "200 done" {
+		t.Fatalf("request in flight during the drain: %s, want 200 done", r)
+	}
+	p.waitStopped(t)
+}

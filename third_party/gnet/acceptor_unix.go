@@ -165,6 +165,9 @@ func (el *eventloop) resumeAcceptAfter(fd int, d time.Duration) {
 	ln := el.listeners[fd]
 	time.AfterFunc(d, func() {
 		_ = el.poller.Trigger(queue.HighPriority, func(any) error {
+			if ln.fd < 0 {
+				return nil // closed meanwhile (CloseListeners): stay closed
+			}
 			if err := el.poller.AddRead(ln.pollAttachment, false); err != nil {
 				el.getLogger().Errorf("failed to resume accepting on fd=%d: %v; trying again in %v", fd, err, acceptPause)
 				el.resumeAcceptAfter(fd, acceptPause)

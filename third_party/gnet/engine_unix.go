@@ -79,6 +79,32 @@ func (eng *engine) closeEventLoops() {
 	}
 }
 
+// closeListeners asks each event loop that watches listeners to stop
+// watching them and close them (pace patch): every loop with SO_REUSEPORT
+// (each has its own sockets), else the main reactor. Any goroutine.
+func (eng *engine) closeListeners() error {
+	closeOn := func(el *eventloop) error {
+		return el.poller.Trigger(queue.HighPriority, func(any) error {
+			for fd, ln := range el.listeners {
+				_ = el.poller.Delete(fd)
+				ln.close()
+			}
+			return nil
+		}, nil)
+	}
+	if eng.ingress != nil {
+		return closeOn(eng.ingress)
+	}
+	var err error
+	eng.eventLoops.iterate(func(_ int, el *eventloop) bool {
+		if e := closeOn(el); e != nil && err == nil {
+			err = e
+		}
+		return true
+	})
+	return err
+}
+
 func (eng *engine) runEventLoops(ctx context.Context, numEventLoop int) error {
 	var el0 *eventloop
 	lns := eng.listeners

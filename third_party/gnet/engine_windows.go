@@ -64,6 +64,11 @@ func (eng *engine) closeEventLoops() {
 	}
 }
 
+// closeListeners is not supported on Windows (pace patch).
+func (eng *engine) closeListeners() error {
+	return errorx.ErrUnsupportedOp
+}
+
 func (eng *engine) start(ctx context.Context, numEventLoop int) error {
 	var el0 *eventloop
 	for i := 0; i < numEventLoop; i++ {

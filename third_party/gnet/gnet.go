@@ -148,6 +148,20 @@ func (e Engine) DupListener(network, addr string) (int, error) {
 	return -1, errorx.ErrInvalidNetworkAddress
 }
 
+// CloseListeners closes every listening socket of the engine (pace patch),
+// so that a draining server takes no new connections: once no socket
+// listens on an address, the kernel refuses connections to it, and those
+// still in a closed socket's accept queue are reset. Established
+// connections are served as before, until Stop. The sockets are closed on
+// the event loops that watch them; it returns once each loop has been
+// asked. Any goroutine.
+func (e Engine) CloseListeners() error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	return e.eng.closeListeners()
+}
+
 // Stop gracefully shuts down this Engine without interrupting any active event-loops,
 // it waits indefinitely for connections and event-loops to be closed and then shuts down.
 func (e Engine) Stop(ctx context.Context) error {

@@ -11,6 +11,7 @@ package gnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -460,4 +461,47 @@ func TestPaceEnrollOnStoppingEngine(t *testing.T) {
 	if n, rerr := peer.Read(make([]byte, 8)); rerr == nil || n > 0 || os.IsTimeout(rerr) {
 		t.Fatalf("peer read %d, %v after the failed Enroll; want EOF (the duplicate closed)", n, rerr)
 	}
+}
+
+// CloseListeners closes the listening socket: a new connection is refused
+// at once (not accepted, nor left in a backlog nobody reads), and one
+// already open is served as before. A pause of accepting that ends after
+// the close leaves the listener closed.
+func TestPaceCloseListeners(t *testing.T) {
+	h, el, fd, addr := startPace(t)
+	live, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	askFD(t, h, live, "open connection")
+	// A pause in progress (as after EMFILE) whose resume comes after the close.
+	el.resumeAcceptAfter(fd, 50*time.Millisecond)
+	if err := h.eng.CloseListeners(); err != nil {
+		t.Fatalf("CloseListeners: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("dial after CloseListeners: %v, want connection refused", err)
+			}
+			break
+		}
+		_ = c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting 2s after CloseListeners")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the pause's resume has run
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		_ = c.Close()
+		t.Fatal("accepting again after the pause ended: the resume reopened a closed listener")
+	}
+	if h.logged("resume accepting") {
+		t.Errorf("the resume tried the closed listener: %q", h.errors)
+	}
+	askFD(t, h, live, "connection open before CloseListeners")
 }
