@@ -38,6 +38,7 @@ type engine struct {
 	ingress      *eventloop        // main event-loop that monitors all listeners
 	eventLoops   loadBalancer      // event-loops for handling events
 	inShutdown   atomic.Bool       // whether the engine is in shutdown
+	started      atomic.Bool       // pace: the event loops are registered and running
 	turnOff      context.CancelFunc
 	eventHandler EventHandler // user eventHandler
 	concurrency  struct {
@@ -79,10 +80,18 @@ func (eng *engine) closeEventLoops() {
 	}
 }
 
+// errEngineStarting is closeListeners' answer before the loops exist
+// (pace patch).
+var errEngineStarting = errors.New("gnet: the engine is still starting")
+
 // closeListeners asks each event loop that watches listeners to stop
 // watching them and close them (pace patch): every loop with SO_REUSEPORT
 // (each has its own sockets), else the main reactor. Any goroutine.
 func (eng *engine) closeListeners() error {
+	if !eng.started.Load() {
+		// OnBoot runs before the loops exist: they cannot be asked yet.
+		return errEngineStarting
+	}
 	closeOn := func(el *eventloop) error {
 		return el.poller.Trigger(queue.HighPriority, func(any) error {
 			for fd, ln := range el.listeners {
@@ -295,6 +304,7 @@ func run(eventHandler EventHandler, listeners []*listener, options *Options, add
 		eng.opts.Logger.Errorf("gnet engine is stopping with error: %v", err)
 		return err
 	}
+	eng.started.Store(true) // pace: closeListeners may ask the loops now
 	defer eng.stop(rootCtx, e)
 
 	for _, addr := range addrs {

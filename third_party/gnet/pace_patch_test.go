@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/panjf2000/gnet/v2/pkg/queue"
 )
 
@@ -504,4 +506,95 @@ func TestPaceCloseListeners(t *testing.T) {
 		t.Errorf("the resume tried the closed listener: %q", h.errors)
 	}
 	askFD(t, h, live, "connection open before CloseListeners")
+}
+
+// killHandler closes target when a client sends "kill", as pace closes
+// another connection at once from a callback.
+type killHandler struct {
+	*paceHandler
+	target Conn
+}
+
+func (h *killHandler) OnTraffic(c Conn) Action {
+	b, _ := c.Next(-1)
+	if string(b) == "kill" && h.target != nil {
+		_ = c.EventLoop().Close(h.target) // as pace's closeConn: another conn, closed at once
+		h.target = nil
+	}
+	return None
+}
+
+// After CloseListeners, the loop's listeners map still names the closed
+// descriptor number. A connection that later gets that number and is
+// closed while its own event waits in the same epoll batch is a stale
+// event, not an accept: accept's EBADF used to stop the whole engine.
+func TestPaceClosedListenerNumberReused(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	_ = l.Close()
+	ph := &paceHandler{booted: make(chan struct{}), exited: make(chan struct{}), loops: make(chan *eventloop, 4), fds: make(chan int, 1), dups: make(chan int, 1)}
+	h := &killHandler{paceHandler: ph}
+	var runErr error
+	go func() {
+		runErr = Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true), WithLogger(ph))
+		close(ph.exited)
+	}()
+	<-ph.booted
+	defer func() { _ = ph.eng.Stop(context.Background()); <-ph.exited }()
+	x, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	el := <-ph.loops
+	var lfd int
+	for fd := range el.listeners {
+		lfd = fd
+	}
+	if err := ph.eng.CloseListeners(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_GETFD, 0); err == nil {
+		t.Fatalf("listener fd %d still open", lfd)
+	}
+	// A new connection that takes the listener's old number (as pace's
+	// next Enroll of a backend connection may: the lowest free number).
+	side, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer side.Close()
+	a, _ := net.Dial("tcp", side.Addr().String())
+	defer a.Close()
+	b, _ := side.Accept()
+	defer b.Close()
+	rc, _ := a.(*net.TCPConn).SyscallConn()
+	rc.Control(func(fd uintptr) {
+		if err := unix.Dup3(int(fd), lfd, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+	})
+	opened := make(chan struct{})
+	ccb := &connWithCallback{c: newStreamConn("tcp", lfd, el, nil, nil, nil), cb: func() { close(opened) }}
+	if err := el.poller.Trigger(queue.HighPriority, el.register, ccb); err != nil {
+		t.Fatal(err)
+	}
+	<-opened
+	if ccb.err != nil {
+		t.Fatal(ccb.err)
+	}
+	h.target = ccb.c
+	// Block the loop, make x then the target readable, release it: one
+	// epoll_wait returns both, x first.
+	release, blocked := make(chan struct{}), make(chan struct{})
+	el.poller.Trigger(queue.HighPriority, func(any) error { close(blocked); <-release; return nil }, nil)
+	<-blocked
+	x.Write([]byte("kill"))
+	time.Sleep(20 * time.Millisecond)
+	b.Write([]byte("data"))
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	select {
+	case <-ph.exited:
+		t.Fatalf("engine stopped: Run returned %v; gnet errors: %q", runErr, ph.errors)
+	case <-time.After(500 * time.Millisecond):
+	}
 }

@@ -85,7 +85,12 @@ func (el *eventloop) run() error {
 	err := el.poller.Polling(func(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) error {
 		c := el.connections.getConn(fd)
 		if c == nil {
-			if _, ok := el.listeners[fd]; ok {
+			// pace: a listener closed by CloseListeners keeps its key in
+			// el.listeners, and its number may since belong to a
+			// connection that closed earlier in this batch: that is a
+			// stale event, not an accept (which would fail with EBADF
+			// and stop the engine).
+			if ln, ok := el.listeners[fd]; ok && ln.fd == fd {
 				return el.accept(fd, ev, flags)
 			}
 			// For kqueue, this might happen when the connection has already been closed,
