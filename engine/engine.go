@@ -334,15 +334,23 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// refuse them by closing their listeners: a client can retry that
 	// safely elsewhere, where one accepted and closed cannot tell whether
 	// its request was taken. Those accepted before are closed in OnOpen.
-	if err := eng.CloseListeners(); err != nil {
-		e.log.Warn("draining: could not close the listening sockets; new connections are accepted and closed", "err", err)
-	}
+	// A drain that begins as gnet starts finds its loops not there yet
+	// (OnBoot comes first): the close is tried again on every tick.
+	listening := eng.CloseListeners() != nil
 	e.each(func(lp *loop) { lp.drain() })
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	var err error
+	tries := 0
 wait:
 	for e.clients.Load() > 0 {
+		if listening {
+			if cerr := eng.CloseListeners(); cerr == nil {
+				listening = false
+			} else if tries++; tries == 50 {
+				e.log.Warn("draining: cannot close the listening sockets; new connections are accepted and closed", "err", cerr)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
