@@ -420,3 +420,47 @@ func TestStaleRetryStaysOnItsBackend(t *testing.T) {
 		})
 	}
 }
+
+// A pooled connection that never carried an exchange (its dial finished
+// after its client left) can lose the keep-alive race like any pooled
+// one. That is not the backend's failure: the request gets a fresh
+// connection to the same backend. It used to count as a failure, and with
+// one backend the client got 502 and the backend was marked down.
+func TestNeverUsedPooledConnectionIsStale(t *testing.T) {
+	var first atomic.Bool
+	addr, release := heldListener(t, func(w http.ResponseWriter, r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close() // the pooled connection closes as the request arrives
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, []string{addr}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ConnectTimeout = dur(10 * time.Second)
+		o.Upstreams.FailThreshold = 1
+		o.Upstreams.Cooldown = dur(time.Minute)
+	})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET /gone HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(100 * time.Millisecond) // the dial hangs: SYNs are dropped
+	c.Close()
+	time.Sleep(100 * time.Millisecond) // the session is gone
+	release()                          // the dial completes, into the pool
+	deadline := time.Now().Add(10 * time.Second)
+	for p.e.met.IdleConns[0].Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the dial of the client that left never reached the pool")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, body := get(t, client(), p.url("/"))
+	if resp.StatusCode != 200 || body != "ok" || !p.e.bal.Backends[0].Up(nanotime()) {
+		t.Fatalf("request on a never-used pooled connection that closed: %d %q, backend up %v; want 200 and up",
+			resp.StatusCode, body, p.e.bal.Backends[0].Up(nanotime()))
+	}
+}

@@ -387,6 +387,10 @@ func (lp *loop) takeIdle(i int) *upconn {
 	lp.idle[i] = st[:len(st)-1]
 	lp.e.met.IdleConns[i].Add(-1)
 	up.idle = false
+	// It waited in the pool, used or not (a dial that finished after
+	// its client left): a close before the answer may be the keep-alive
+	// race, not the backend failing.
+	up.reused = true
 	return up
 }
 

@@ -26,7 +26,7 @@ type upconn struct {
 	gen    uint32 // the session attempt this connection was dialed for
 	idle   bool
 	idleAt int64
-	reused bool // completed at least one exchange
+	reused bool // completed an exchange, or was taken from the idle pool
 	dead   bool // never to be used again
 	eof    bool // the backend closed; pend may still hold its last bytes
 	reset  bool // ... and not with a clean FIN: a reset or an I/O error
