@@ -416,7 +416,7 @@ func (s *session) connect(stale bool) bool {
 		// (and with max_retries = 0 there is no other to go to).
 		be = s.be
 	case s.be != nil:
-		be = e.bal.After(s.be, s.tried, now)
+		be = e.bal.Retry(s.tried, now)
 	default:
 		be = e.bal.Pick(s.tried, now)
 	}

@@ -88,18 +88,20 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 	return fallback
 }
 
-// After returns the backend to retry on after prev failed: the first one
-// after prev in the list that is up and not excluded, else (all down) the
-// first one not excluded; nil when every backend is excluded. Unlike Pick
-// it leaves the round-robin position alone: a retry that moved it would
-// give the next request's turn to the backend after prev, so that with
-// two backends one that fails every request would be tried first by every
-// request. Lock-free.
-func (bl *Balancer) After(prev *Backend, exclude uint64, now int64) *Backend {
-	n := len(bl.Backends)
+// Retry returns the backend to retry on after a failed attempt: the
+// first one up and not excluded, scanning from the next round-robin turn,
+// else (all down) the first one not excluded; nil when every backend is
+// excluded. Unlike Pick it leaves the turn where it is: a retry that took
+// a turn would hand the next request's to the backend after it, so that
+// with two backends one that fails every request would be tried first by
+// every request. Starting from the turn (not from the failed backend)
+// spreads the retries of a failing backend over the others. Lock-free.
+func (bl *Balancer) Retry(exclude uint64, now int64) *Backend {
+	n := uint64(len(bl.Backends))
+	start := bl.next.Load()
 	var fallback *Backend
-	for i := 1; i <= n; i++ {
-		b := bl.Backends[(prev.Index+i)%n]
+	for i := uint64(0); i < n; i++ {
+		b := bl.Backends[(start+i)%n]
 		if exclude&(1<<uint(b.Index)) != 0 {
 			continue
 		}

@@ -136,34 +136,36 @@ func TestPickEvenWithBackendDown(t *testing.T) {
 	}
 }
 
-// After picks the next backend after the failed one, skipping the tried
-// and (while any is up) the down ones, and leaves Pick's turns alone.
-func TestAfter(t *testing.T) {
+// Retry scans from the next round-robin turn, skipping the tried and
+// (while any is up) the down ones, and does not take the turn.
+func TestRetry(t *testing.T) {
 	c := &Config{Backends: []string{"a:1", "b:2", "c:3", "d:4"}, FailThreshold: 1}
 	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now().UnixNano()
 	bl.Failure(bl.Backends[2], now) // c is down
 	for _, tc := range []struct {
-		prev    int
+		turn    int // Pick calls before (the next turn is turn % 4)
 		exclude uint64
 		want    int // -1: nil
 	}{
-		{0, 1 << 0, 1},
-		{1, 1 << 1, 3},                     // c down: skipped
+		{1, 1 << 0, 1},                     // a failed: the turn is b
+		{2, 1 << 1, 3},                     // turn c, down: skipped
+		{0, 1 << 0, 1},                     // turn a, tried: b
 		{3, 1 << 3, 0},                     // wraps
 		{1, 1<<1 | 1<<3 | 1<<0, 2},         // only the down c is left: the fallback
 		{0, 1<<0 | 1<<1 | 1<<2 | 1<<3, -1}, // all tried
 	} {
-		got := bl.After(bl.Backends[tc.prev], tc.exclude, now)
+		bl.next.Store(uint64(tc.turn))
+		got := bl.Retry(tc.exclude, now)
 		gi := -1
 		if got != nil {
 			gi = got.Index
 		}
 		if gi != tc.want {
-			t.Errorf("After(%d, %04b) = %d, want %d", tc.prev, tc.exclude, gi, tc.want)
+			t.Errorf("turn %d: Retry(%04b) = %d, want %d", tc.turn, tc.exclude, gi, tc.want)
 		}
-	}
-	if p := bl.Pick(0, now); p.Index != 0 {
-		t.Errorf("Pick after calls to After = %d, want 0: After moved the turns", p.Index)
+		if bl.next.Load() != uint64(tc.turn) {
+			t.Errorf("turn %d: Retry(%04b) moved the turn to %d", tc.turn, tc.exclude, bl.next.Load())
+		}
 	}
 }
