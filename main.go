@@ -327,9 +327,14 @@ func spareProc(workers, ncpu int) int {
 		return runtime.GOMAXPROCS(0)
 	}
 	want := workers + 1
-	if p := runtime.GOMAXPROCS(0); p < ncpu && p < want {
+	p := runtime.GOMAXPROCS(0)
+	if p < ncpu && p < want {
 		want = p
 	}
-	runtime.GOMAXPROCS(want)
+	if want != p {
+		// Setting it at all stops Go from following later changes of
+		// the cgroup limit (Go 1.25 and later): only when it differs.
+		runtime.GOMAXPROCS(want)
+	}
 	return want
 }

@@ -153,7 +153,7 @@ func Decode(b []byte, v any) error {
 // mismatchRE matches go-toml's wrong-type message, which names Go types:
 // "toml: cannot decode TOML string into struct field
 // ratelimit.Config.WindowSeconds of type int".
-var mismatchRE = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type |a Go value of type )?(\S+)`)
+var mismatchRE = regexp.MustCompile(`cannot decode TOML ([\w ]+?) into (?:struct field \S+ of type |a Go value of type )?(\S+)`)
 
 // typeMismatch rewrites go-toml's wrong-type message in TOML's terms
 // ("want an integer, got a string"); other messages pass unchanged.
@@ -174,12 +174,17 @@ func typeMismatch(msg string) string {
 		want = "a string"
 	case strings.HasPrefix(t, "[]"):
 		want = "an array"
+	case t == "config.Size":
+		want = `an integer or a size such as "256KiB"`
+	case t == "config.Duration":
+		want = `a duration such as "10s", or an integer (seconds)`
 	case strings.Contains(t, "."):
 		want = "a table"
 	}
 	got := map[string]string{"string": "a string", "integer": "an integer", "float": "a number",
-		"boolean": "true or false", "array": "an array", "table": "a table", "datetime": "a date-time",
-		"local": "a date-time"}[strings.ToLower(m[1])]
+		"boolean": "true or false", "bool": "true or false", "array": "an array", "table": "a table",
+		"inline table": "a table", "datetime": "a date-time", "local datetime": "a date-time",
+		"local date": "a date", "local time": "a time"}[strings.ToLower(m[1])]
 	if got == "" {
 		got = "a " + m[1]
 	}

@@ -87,6 +87,7 @@ func TestDecodeErrorsReadable(t *testing.T) {
 		Name  string   `toml:"name"`
 		List  []string `toml:"list"`
 		Ratio float64  `toml:"ratio"`
+		Size  Size     `toml:"size"`
 	}
 	type file struct {
 		S sec `toml:"s"`
@@ -98,6 +99,9 @@ func TestDecodeErrorsReadable(t *testing.T) {
 		{"[s]\nname = 3\n", "(s.name): want a string, got an integer"},
 		{"[s]\nlist = \"a\"\n", "(s.list): want an array, got a string"},
 		{"[s]\nratio = true\n", "(s.ratio): want a number, got true or false"},
+		{"[s]\nsize = [1]\n", `(s.size): want an integer or a size such as "256KiB", got an array`},
+		{"[s]\nn = 2026-01-01\n", "(s.n): want an integer, got a date"},
+		{"[s]\nn = {a = 1}\n", "(s.n): want an integer, got a table"},
 		{"[s]\n\nnn = 1\n", "unknown key(s): s.nn (line 3)"},
 	} {
 		var f file
