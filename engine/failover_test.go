@@ -282,6 +282,18 @@ func TestSoleBackendConnectDeadlineIs504(t *testing.T) {
 	}
 }
 
+// post sends a one-byte POST and returns its status.
+func post(t *testing.T, c *http.Client, url string) int {
+	t.Helper()
+	resp, err := c.Post(url, "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // closingBackend reads each request head and closes without answering,
 // counting connections.
 func closingBackend(t *testing.T, conns *atomic.Int64, reply string) string {
@@ -319,14 +331,8 @@ func TestClosedBeforeAnswerCountsAsFailure(t *testing.T) {
 		t.Fatalf("the closing backend got %d connections, want 3 (then skipped)", n)
 	}
 	for i := 0; i < 4; i++ {
-		resp, err := c.Post(p.url("/"), "text/plain", strings.NewReader("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %d with the closing backend skipped: status %d", i, resp.StatusCode)
+		if st := post(t, c, p.url("/")); st != 200 {
+			t.Fatalf("POST %d with the closing backend skipped: status %d", i, st)
 		}
 	}
 }
@@ -373,13 +379,7 @@ func TestHeadCutShortRetried(t *testing.T) {
 	}
 	posts := map[int]int{}
 	for i := 0; i < 4; i++ {
-		resp, err := c.Post(p.url("/"), "text/plain", strings.NewReader("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		posts[resp.StatusCode]++
+		posts[post(t, c, p.url("/"))]++
 	}
 	if posts[502] != 2 || posts[200] != 2 {
 		t.Fatalf("POSTs: %v, want 2 x 200 (good backend) and 2 x 502 (the cut head, not retried)", posts)

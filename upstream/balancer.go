@@ -65,27 +65,13 @@ func NewBalancer(c *Config, log *slog.Logger) *Balancer {
 // so that a request is never refused only because all backends recently
 // failed. It returns nil when every backend is excluded. Lock-free.
 func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
-	n := uint64(len(bl.Backends))
-	start := bl.next.Add(1) - 1
-	var fallback *Backend
-	for i := uint64(0); i < n; i++ {
-		b := bl.Backends[(start+i)%n]
-		if exclude&(1<<uint(b.Index)) != 0 {
-			continue
-		}
-		if b.Up(now) {
-			if i > 0 {
-				// Skip the turns of the backends passed over, or the
-				// next one up would take them all.
-				bl.next.Add(i)
-			}
-			return b
-		}
-		if fallback == nil {
-			fallback = b
-		}
+	b, passed := bl.scan(bl.next.Add(1)-1, exclude, now)
+	if passed > 0 {
+		// Skip the turns of the backends passed over, or the next one
+		// up would take them all.
+		bl.next.Add(passed)
 	}
-	return fallback
+	return b
 }
 
 // Retry returns the backend to retry on after a failed attempt: the
@@ -97,8 +83,15 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 // every request. Starting from the turn (not from the failed backend)
 // spreads the retries of a failing backend over the others. Lock-free.
 func (bl *Balancer) Retry(exclude uint64, now int64) *Backend {
+	b, _ := bl.scan(bl.next.Load(), exclude, now)
+	return b
+}
+
+// scan returns the first backend from position start on that is up and
+// not excluded, with how many positions it passed over; else (all down)
+// the first one not excluded, and 0; nil when every one is excluded.
+func (bl *Balancer) scan(start, exclude uint64, now int64) (*Backend, uint64) {
 	n := uint64(len(bl.Backends))
-	start := bl.next.Load()
 	var fallback *Backend
 	for i := uint64(0); i < n; i++ {
 		b := bl.Backends[(start+i)%n]
@@ -106,13 +99,13 @@ func (bl *Balancer) Retry(exclude uint64, now int64) *Backend {
 			continue
 		}
 		if b.Up(now) {
-			return b
+			return b, i
 		}
 		if fallback == nil {
 			fallback = b
 		}
 	}
-	return fallback
+	return fallback, 0
 }
 
 // Success records a good exchange with b: its failure streak ends, and a
