@@ -552,6 +552,13 @@ func TestStaleKeepAliveRetried(t *testing.T) {
 			if conns < 5 {
 				t.Fatalf("backend saw %d connections, want >= 5 (one per answered request)", conns)
 			}
+			// The race is counted as such, not as the backend failing.
+			m := scrape(t, p)
+			stale := m[`pace_upstream_errors_total{backend="`+addr+`",kind="stale"}`]
+			closed := m[`pace_upstream_errors_total{backend="`+addr+`",kind="closed"}`]
+			if stale < 1 || closed != 0 {
+				t.Fatalf("kind=stale %v, kind=closed %v; want the races under stale only", stale, closed)
+			}
 		})
 	}
 }

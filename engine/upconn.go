@@ -568,16 +568,17 @@ func (s *session) upstreamEOF() {
 		// the request may go to another backend (retryOrFail's rules).
 		s.up = nil
 		up.kill()
-		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
 		if stale := up.reused && !s.respStarted; stale {
 			// The keep-alive race: the backend closed an idle
 			// connection as the request went out. Not its failure.
+			e.met.UpstreamError(s.be.Index, metrics.ErrStale)
 			e.logf(levelDebug, "pooled backend connection closed before answering", "backend", s.be.Addr)
 			s.retryOrFail(true, true, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
 			return
 		}
 		// nginx's "upstream prematurely closed connection", an error
 		// that counts toward max_fails: here toward fail_threshold.
+		e.met.UpstreamError(s.be.Index, metrics.ErrClosed)
 		e.bal.Failure(s.be, nanotime())
 		e.logf(levelWarn, "backend closed the connection before answering", "backend", s.be.Addr, "client", s.ip, "reset", up.reset)
 		s.retryOrFail(true, false, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")

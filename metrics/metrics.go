@@ -75,10 +75,11 @@ const (
 	ErrTimeout            // response timeout
 	ErrBadResponse        // response head or framing rejected
 	ErrClosed             // backend closed mid-exchange
+	ErrStale              // a pooled connection closed as a request went out (the keep-alive race)
 	numErrKinds
 )
 
-var errKindNames = [numErrKinds]string{"connect", "timeout", "bad_response", "closed"}
+var errKindNames = [numErrKinds]string{"connect", "timeout", "bad_response", "closed", "stale"}
 
 // Metrics is the set of pace's metrics.
 type Metrics struct {
