@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -383,6 +384,90 @@ func TestHeadCutShortRetried(t *testing.T) {
 	}
 	if posts[502] != 2 || posts[200] != 2 {
 		t.Fatalf("POSTs: %v, want 2 x 200 (good backend) and 2 x 502 (the cut head, not retried)", posts)
+	}
+}
+
+// A backend that takes a request and never answers holds it for
+// response_timeout. Nothing has reached the client then, so an idempotent
+// request goes to the other backend, as nginx's default proxy_next_upstream
+// ("error timeout") does; a POST gets the 504, since the backend may still
+// act on it. The silent connection is closed, not pooled.
+func TestResponseTimeoutRetriedWhenIdempotent(t *testing.T) {
+	var conns, open atomic.Int64
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	silent := rawBackend(t, func(c net.Conn) {
+		conns.Add(1)
+		open.Add(1)
+		defer open.Add(-1)
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		go func() { <-hold; c.Close() }()
+		io.Copy(io.Discard, br) // until pace closes it
+	})
+	good := newNamedBackend(t, "good", nil)
+	var logs lockedBuffer
+	p := startProxy(t, []string{silent, good.addr()}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 100 // never skipped
+		o.Upstreams.ResponseTimeout = dur(200 * time.Millisecond)
+		o.Server.AccessLog = true
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	c := client()
+	for i := 0; i < 4; i++ {
+		resp, body := get(t, c, p.url("/"))
+		if resp.StatusCode != 200 || !strings.Contains(body, "good") {
+			t.Fatalf("GET %d: status %d %q, want 200 from the good backend", i, resp.StatusCode, body)
+		}
+	}
+	if n := p.e.met.UpstreamErrors(0, metrics.ErrTimeout); n != 2 {
+		t.Fatalf("timeouts on the silent backend: %d, want 2 (its turns)", n)
+	}
+	if n := p.e.met.Retries.Get(); n != 2 {
+		t.Fatalf("retries: %d, want 2", n)
+	}
+	posts := map[int]int{}
+	for i := 0; i < 4; i++ {
+		posts[post(t, c, p.url("/"))]++
+	}
+	if posts[504] != 2 || posts[200] != 2 {
+		t.Fatalf("POSTs: %v, want 2 x 200 (good backend) and 2 x 504 (timed out, not retried)", posts)
+	}
+	// Every silent connection was closed when it timed out: none was
+	// pooled for a later request.
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, k := open.Load(), conns.Load(); n != 0 || k != 4 {
+		t.Fatalf("silent backend: %d of %d connections still open, want 0 of 4", n, k)
+	}
+	// The access log names both backends of a retried request, in the
+	// order tried, like nginx's $upstream_addr.
+	p.stop(t)
+	lines := map[string]int{}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		for _, want := range []string{
+			" GET / 200 " + silent + "," + good.addr() + " ",
+			" GET / 200 " + good.addr() + " ",
+			" POST / 504 " + silent + " ",
+			" POST / 200 " + good.addr() + " ",
+		} {
+			if strings.Contains(l, want) {
+				lines[want]++
+			}
+		}
+	}
+	if len(lines) != 4 {
+		t.Fatalf("access log lines %v, want 2 of each of 4 kinds:\n%s", lines, logs.String())
+	}
+	for want, n := range lines {
+		if n != 2 {
+			t.Fatalf("access log has %d lines with %q, want 2:\n%s", n, want, logs.String())
+		}
 	}
 }
 

@@ -107,6 +107,12 @@ func (a *accessLog) request(s *session) {
 	b.B = strconv.AppendInt(b.B, int64(s.status), 10)
 	b.B = append(b.B, ' ')
 	if s.be != nil {
+		// Like nginx's $upstream_addr: each backend tried, in order,
+		// but joined without spaces so that the line keeps its fields.
+		for _, i := range s.via[:s.nvia] {
+			b.B = append(b.B, s.lp.e.bal.Backends[i].Addr...)
+			b.B = append(b.B, ',')
+		}
 		b.B = append(b.B, s.be.Addr...)
 	} else {
 		b.B = append(b.B, '-')

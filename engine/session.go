@@ -101,8 +101,10 @@ type session struct {
 	limited      bool // decision is set
 	reqDone      bool
 	replayOK     bool
-	stale        bool // while queued: the attempt before was a stale pooled connection
-	staleRetried bool // the one free retry after a stale pooled connection is used
+	stale        bool      // while queued: the attempt before was a stale pooled connection
+	staleRetried bool      // the one free retry after a stale pooled connection is used
+	via          [16]uint8 // backends whose attempts failed before this one (max_retries <= 16), for the access log
+	nvia         uint8     // entries of via in use
 
 	// current response
 	resp        codec.Response
@@ -339,7 +341,7 @@ func (s *session) readRequest() bool {
 	s.cl.consume(n) // r's slices are invalid from here on
 	s.replay = s.replay[:0]
 	s.replayOK = true
-	s.tried, s.attempts, s.staleRetried = 0, 0, false
+	s.tried, s.attempts, s.staleRetried, s.nvia = 0, 0, false, 0
 	if !s.connect(false) {
 		s.noBackend()
 	}
@@ -739,8 +741,13 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
 		// No backend left to try: the answer is this failure's (a
 		// dial timeout stays 504), not "no backend".
+		failed := s.be
 		if s.connect(stale) {
 			e.met.Retries.Inc()
+			if failed != nil && !stale && int(s.nvia) < len(s.via) {
+				s.via[s.nvia] = uint8(failed.Index)
+				s.nvia++
+			}
 			return
 		}
 	}
@@ -989,7 +996,20 @@ func (s *session) expired(now int64) {
 		e.met.UpstreamError(be.Index, metrics.ErrTimeout)
 		e.bal.Failure(be, now)
 		e.logf(levelWarn, "backend timed out", "backend", be.Addr, "client", s.ip)
-		s.closeAfter = s.closeAfter || !s.reqDone
+		if s.reqDone {
+			// No response head has reached the client: an idempotent
+			// request goes to another backend (retryOrFail's rules), as
+			// nginx's default proxy_next_upstream "error timeout" does.
+			// The backend may still be working on it, so a request
+			// that is not idempotent gets the 504.
+			if up := s.up; up != nil {
+				s.up = nil
+				up.kill()
+			}
+			s.retryOrFail(true, false, 504, "Gateway Timeout", "504 Gateway Timeout: the backend did not answer in time\n")
+			return
+		}
+		s.closeAfter = true
 		s.fail(504, "Gateway Timeout", "504 Gateway Timeout: the backend did not answer in time\n")
 	default:
 		s.deadline = 0
