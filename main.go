@@ -14,13 +14,16 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only on the opt-in -pprof listener
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -119,9 +122,20 @@ func run() int {
 			return 1
 		}
 	}
+	if err := selfBackend(fc.Server.Listen, fc.Upstreams.Backends); err != nil {
+		fmt.Fprintf(os.Stderr, "pace: %s: %v\n", *cfgPath, err)
+		return 1
+	}
+	unresolved := unresolvedBackends(fc.Upstreams.Backends, time.Second)
 	if *check {
 		printConfig(*cfgPath, &fc)
+		for _, u := range unresolved {
+			fmt.Printf("  warning: %s\n", u)
+		}
 		return 0
+	}
+	for _, u := range unresolved {
+		log.Warn("backend does not resolve now; pace resolves it again at each dial", "err", u)
 	}
 
 	e, err := engine.New(engine.Options{Server: fc.Server, Upstreams: fc.Upstreams, RateLimit: fc.RateLimit, Metrics: fc.Metrics, Log: log})
@@ -273,6 +287,121 @@ func rustLogLevel(v string) string {
 		return level
 	}
 	return ""
+}
+
+// selfBackend reports a backend that is pace's own listening address:
+// every request sent there would come back to pace, and again, until the
+// descriptors ran out. Literal addresses and "localhost" are compared; a
+// listener on every address (0.0.0.0, ::, or none) matches the loopback
+// addresses and this host's interface addresses. A name that resolves to
+// pace is not caught.
+func selfBackend(listen string, backends []string) error {
+	if listen == "" {
+		listen = "0.0.0.0:8080"
+	}
+	lh, lp, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil // the server section's own validation reports it
+	}
+	lip, _ := netip.ParseAddr(lh)
+	anyAddr := lh == "" || lip.IsUnspecified()
+	var local []netip.Addr
+	if anyAddr {
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					local = append(local, p.Addr().Unmap())
+				}
+			}
+		}
+	}
+	for i, b := range backends {
+		addr, err := upstream.ParseBackend(b)
+		if err != nil {
+			continue
+		}
+		bh, bp, err := net.SplitHostPort(addr)
+		if err != nil || bp != lp {
+			continue
+		}
+		self := false
+		bip, err := netip.ParseAddr(bh)
+		isIP := err == nil
+		bip = bip.Unmap()
+		switch {
+		case anyAddr:
+			self = strings.EqualFold(bh, "localhost") || isIP && (bip.IsLoopback() || bip.IsUnspecified() || slices.Contains(local, bip))
+		case isIP:
+			self = bip == lip.Unmap()
+		default:
+			self = strings.EqualFold(bh, "localhost") && lip.IsLoopback()
+		}
+		if self {
+			return fmt.Errorf("upstreams.backends[%d]: %q is pace's own listen address (%s): requests would come back to pace", i, b, listen)
+		}
+	}
+	return nil
+}
+
+// unresolvedBackends looks up each backend named by host name, all at
+// once and for at most d, and describes those that do not resolve. pace
+// resolves names at each dial (so it follows DNS changes), so this is a
+// warning, not an error: nginx would refuse to start. Any goroutine.
+func unresolvedBackends(backends []string, d time.Duration) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	type answer struct {
+		i   int
+		err error
+	}
+	var names []int // backends named by host name
+	hosts := make([]string, len(backends))
+	for i, b := range backends {
+		addr, err := upstream.ParseBackend(b)
+		if err != nil {
+			continue
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			continue
+		}
+		hosts[i] = host
+		names = append(names, i)
+	}
+	answers := make(chan answer, len(names)) // never blocks a late lookup
+	for _, i := range names {
+		go func() {
+			_, err := net.DefaultResolver.LookupHost(ctx, hosts[i])
+			answers <- answer{i, err}
+		}()
+	}
+	var res []string
+	pending := map[int]bool{}
+	for _, i := range names {
+		pending[i] = true
+	}
+	for len(pending) > 0 {
+		select {
+		case a := <-answers:
+			delete(pending, a.i)
+			if a.err != nil {
+				res = append(res, fmt.Sprintf("backend %s: %v", backends[a.i], a.err))
+			}
+		case <-ctx.Done():
+			for _, i := range names {
+				if pending[i] {
+					res = append(res, fmt.Sprintf("backend %s: no answer from the resolver within %v", backends[i], d))
+				}
+			}
+			slices.Sort(res)
+			return res
+		}
+	}
+	slices.Sort(res)
+	return res
 }
 
 func printConfig(path string, fc *fileConfig) {

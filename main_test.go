@@ -4,7 +4,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestRustLogLevel(t *testing.T) {
@@ -86,5 +88,39 @@ func TestParseLevel(t *testing.T) {
 	}
 	if _, err := parseLevel("verbose"); err == nil {
 		t.Error(`parseLevel("verbose") succeeded, want an error`)
+	}
+}
+
+func TestSelfBackend(t *testing.T) {
+	tests := []struct {
+		listen   string
+		backends []string
+		self     bool
+	}{
+		{"127.0.0.1:8080", []string{"http://127.0.0.1:8000", "127.0.0.1:8001"}, false},
+		{"127.0.0.1:8080", []string{"http://127.0.0.1:8000", "http://127.0.0.1:8080"}, true},
+		{"127.0.0.1:8080", []string{"localhost:8080"}, true},
+		{"127.0.0.1:8080", []string{"127.0.0.2:8080"}, false}, // another address of lo
+		{"", []string{"http://localhost:8080"}, true},
+		{"0.0.0.0:8080", []string{"127.0.0.9:8080"}, true},
+		{"[::]:8080", []string{"[::1]:8080"}, true},
+		{"0.0.0.0:8080", []string{"127.0.0.1:8081"}, false},
+		{"0.0.0.0:8080", []string{"backend.example:8080"}, false}, // names are not resolved
+		{"192.0.2.1:8080", []string{"localhost:8080"}, false},
+	}
+	for _, tt := range tests {
+		err := selfBackend(tt.listen, tt.backends)
+		if (err != nil) != tt.self {
+			t.Errorf("selfBackend(%q, %q) = %v, want self %v", tt.listen, tt.backends, err, tt.self)
+		}
+	}
+}
+
+func TestUnresolvedBackends(t *testing.T) {
+	// .invalid never resolves (RFC 6761 section 6.4); without a resolver
+	// the lookup fails or times out, and is reported either way.
+	got := unresolvedBackends([]string{"http://127.0.0.1:8000", "http://localhost:8001", "http://pace-test.invalid:8002"}, 2*time.Second)
+	if len(got) != 1 || !strings.Contains(got[0], "pace-test.invalid:8002") {
+		t.Fatalf("unresolvedBackends = %q, want one warning, for pace-test.invalid", got)
 	}
 }

@@ -136,3 +136,37 @@ func TestStrayArgumentRefused(t *testing.T) {
 		t.Fatalf("pace -check other.toml: status %d, output:\n%s\nwant status 2 and the argument named", code, out)
 	}
 }
+
+// A backend that is pace's own listen address is refused at start-up and
+// by -check: every request would come back to pace, hop after hop, until
+// the descriptors ran out. A backend whose name does not resolve is a
+// warning only, since pace resolves names at each dial.
+func TestSelfBackendRefused(t *testing.T) {
+	requireProxy(t)
+	if standin != "" {
+		t.Skip("pace's own configuration check")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	write := func(name string, backends ...string) string {
+		conf := filepath.Join(dir, name)
+		cfg := proxyConfig{Backends: backends}
+		if err := os.WriteFile(conf, []byte(cfg.toml(listen)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	self := write("self.toml", "127.0.0.1:9", "localhost:"+strings.Split(listen, ":")[1])
+	for _, args := range [][]string{{"-check", "-config", self}, {"-config", self}} {
+		code, out := runToExit(t, 10*time.Second, proxyBin, args...)
+		if code != 1 || !strings.Contains(out, "own listen address") {
+			t.Errorf("pace %s: status %d, output:\n%s\nwant status 1 and the loop named", strings.Join(args, " "), code, out)
+		}
+	}
+	unknown := write("unknown.toml", "127.0.0.1:9", "pace-test.invalid:8000")
+	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "-config", unknown)
+	if code != 0 || !strings.Contains(out, "warning: backend http://pace-test.invalid:8000") {
+		t.Errorf("pace -check with an unresolvable backend: status %d, output:\n%s\nwant status 0 and a warning", code, out)
+	}
+}
