@@ -423,7 +423,11 @@ func printConfig(path string, fc *fileConfig) {
 		fmt.Printf("  rate_limit    off\n")
 	}
 	if fc.Metrics.On() {
-		fmt.Printf("  metrics       %s\n", fc.Metrics.Path())
+		who := "any client"
+		if len(fc.Metrics.Allow) > 0 {
+			who = strings.Join(fc.Metrics.Allow, ", ")
+		}
+		fmt.Printf("  metrics       %s (for %s)\n", fc.Metrics.Path(), who)
 	} else {
 		fmt.Printf("  metrics       off\n")
 	}

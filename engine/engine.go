@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,20 +49,21 @@ type Options struct {
 type Engine struct {
 	gnet.BuiltinEventEngine
 
-	log       *slog.Logger
-	bal       *upstream.Balancer
-	lim       *ratelimit.Limiter // nil when rate limiting is off
-	ext       *ratelimit.Extractor
-	met       *metrics.Metrics
-	limits    codec.Limits
-	metrics   string // endpoint path, "" when off
-	proxyHdr  []byte
-	dropUnder bool // drop request fields with '_' in their names
-	retries   int
-	access    *accessLog // nil when neither access_log nor debug
-	listen    string
-	workers   int
-	maxConns  int64
+	log          *slog.Logger
+	bal          *upstream.Balancer
+	lim          *ratelimit.Limiter // nil when rate limiting is off
+	ext          *ratelimit.Extractor
+	met          *metrics.Metrics
+	limits       codec.Limits
+	metrics      string         // endpoint path, "" when off
+	metricsAllow []netip.Prefix // who may read the endpoint (TCP peer); nil means anyone
+	proxyHdr     []byte
+	dropUnder    bool // drop request fields with '_' in their names
+	retries      int
+	access       *accessLog // nil when neither access_log nor debug
+	listen       string
+	workers      int
+	maxConns     int64
 	// maxConnsSet says max_connections came from the configuration.
 	maxConnsSet bool
 	bufLimit    int
@@ -143,6 +145,7 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Metrics.On() {
 		e.metrics = o.Metrics.Path()
+		e.metricsAllow = o.Metrics.AllowList()
 	}
 	if o.RateLimit.Enabled == nil || *o.RateLimit.Enabled {
 		lim, err := ratelimit.New(o.RateLimit, nil)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net/netip"
 	"strconv"
 
 	"github.com/valyala/bytebufferpool"
@@ -20,6 +21,12 @@ var methodsBytes = func() [][]byte {
 // is small (a few KiB) and rendering it takes microseconds. Loop.
 func (s *session) serveMetrics() {
 	e := s.lp.e
+	if e.metricsAllow != nil && !allowed(e.metricsAllow, s.peer) {
+		// nginx's "access forbidden by rule", for metrics.allow.
+		e.logf(levelInfo, "metrics endpoint refused: the client is not in metrics.allow", "client", s.ip)
+		s.local(403, "Forbidden", "403 Forbidden\n")
+		return
+	}
 	if s.method != 0 && s.method != 1 {
 		// A request body was not read: the caller set closeAfter.
 		// RFC 9110 section 15.5.6: a 405 lists the allowed methods.
@@ -42,4 +49,14 @@ func (s *session) serveMetrics() {
 	s.bytesOut = int64(len(b.B))
 	bytebufferpool.Put(b)
 	s.record() // the histogram and the access log, like every request
+}
+
+// allowed reports whether addr is in one of the prefixes. Any goroutine.
+func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }

@@ -769,6 +769,44 @@ func TestMetricsMethodsAndAccessLog(t *testing.T) {
 	}
 }
 
+// metrics.allow limits the endpoint to the listed TCP peers: others get
+// 403 (nginx's "deny all"), and their request never reaches a backend.
+func TestMetricsAllow(t *testing.T) {
+	var hits atomic.Int64
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, "backend")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Metrics.Allow = []string{"127.0.0.2", "10.0.0.0/8"}
+	})
+	scrape := func(from string) (int, string) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("scrape from %s: %v", from, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if st, body := scrape("127.0.0.2"); st != 200 || !strings.Contains(body, "pace_backend_up") {
+		t.Errorf("scrape from an allowed address: %d %.40q, want 200 and the exposition", st, body)
+	}
+	if st, body := scrape("127.0.0.1"); st != 403 || strings.Contains(body, "pace_") {
+		t.Errorf("scrape from an address not allowed: %d %.40q, want 403 and no metrics", st, body)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the backend got %d requests for /metrics, want 0", n)
+	}
+}
+
 // TestRecycledSessionBuffers: closed sessions hand their field lists and
 // head buffers to new clients. Clients from two addresses, with short and
 // long heads, one request per connection, must each see exactly their own

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,45 @@ type Config struct {
 	// Endpoint is the path pace answers itself with the exposition, on
 	// the proxy port. Empty means "/metrics".
 	Endpoint string `toml:"endpoint"`
+	// Allow lists the client addresses ("10.1.2.3", "::1") and prefixes
+	// ("10.0.0.0/8") that may read the endpoint, matched against the
+	// TCP peer; others get 403. Empty means every client may.
+	Allow []string `toml:"allow"`
+}
+
+// AllowList returns Allow parsed, a single address as a one-address
+// prefix, IPv4-mapped IPv6 as IPv4. Nil when Allow is empty. It assumes
+// Validate passed.
+func (c *Config) AllowList() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range c.Allow {
+		if p, err := parseAllow(a); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseAllow(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("zone %q: not supported", a.Zone())
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // On reports whether the endpoint is served.
@@ -44,6 +85,11 @@ func (c *Config) Validate() error {
 	for i := 0; i < len(p); i++ {
 		if b := p[i]; b <= ' ' || b >= 0x7f || b == '?' || b == '#' {
 			return fmt.Errorf("metrics.endpoint: a path without query, spaces or control bytes, got %q", p)
+		}
+	}
+	for i, a := range c.Allow {
+		if _, err := parseAllow(a); err != nil {
+			return fmt.Errorf("metrics.allow[%d]: want an address or prefix (\"10.0.0.0/8\", \"::1\"), got %q: %v", i, a, err)
 		}
 	}
 	return nil
