@@ -418,7 +418,7 @@ func printConfig(path string, fc *fileConfig) {
 	}
 	fmt.Printf("  max_retries   %d\n", fc.Upstreams.Retries())
 	if rl.IsEnabled() {
-		fmt.Printf("  rate_limit    %d requests per %ds, key %s, %d trusted proxies\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, len(rl.TrustedProxies))
+		fmt.Printf("  rate_limit    %d requests per %ds, key %s (IPv6 per /%d), %d trusted proxies\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, rl.IPv6Prefix, len(rl.TrustedProxies))
 	} else {
 		fmt.Printf("  rate_limit    off\n")
 	}

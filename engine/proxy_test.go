@@ -689,6 +689,34 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 	}
 }
 
+// IPv6 clients of one /64 share a limit (ipv6_prefix): an address per
+// request buys a client nothing. Another /64 has its own quota.
+func TestRateLimitIPv6Prefix(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		on := true
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 2
+		o.RateLimit.WindowSeconds = 60
+		o.RateLimit.TrustedProxies = []string{"127.0.0.1"}
+	})
+	c := client()
+	want := []int{200, 200, 429, 200}
+	for i, xff := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3", "2001:db8:1:3::1"} {
+		req, _ := http.NewRequest("GET", p.url("/"), nil)
+		req.Header.Set("X-Forwarded-For", xff)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want[i] {
+			t.Errorf("request %d (client %s): status %d, want %d", i+1, xff, resp.StatusCode, want[i])
+		}
+	}
+}
+
 // The metrics endpoint is pace's own for an absolute-form target too
 // (RFC 9112 section 3.2.2), and a query string does not hide it.
 func TestMetricsAbsoluteFormAndQuery(t *testing.T) {

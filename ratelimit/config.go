@@ -15,6 +15,7 @@ const (
 	DefaultWindowSeconds = 60
 	DefaultKeyExtractor  = "client_ip"
 	DefaultMaxKeys       = 1_000_000
+	DefaultIPv6Prefix    = 64
 
 	// MaxWindowSeconds bounds window_seconds (one week). Timestamps are kept
 	// as uint32 milliseconds compared modulo 2^32 (49.7 days); the bound keeps
@@ -56,6 +57,13 @@ type Config struct {
 	// X-Forwarded-For and X-Real-IP fields are believed. Empty (nil) means
 	// no proxy is trusted: the key is always the TCP peer address.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// IPv6Prefix is how many leading bits of an IPv6 client address make
+	// its key, so that the clients of one such network share a limit.
+	// Zero means 64: a /64 is the least a subscriber is given, and keyed
+	// per address one client would hold 2^64 quotas. 128 keys each
+	// address apart, as nginx's $binary_remote_addr does. IPv4 addresses
+	// are always keyed whole.
+	IPv6Prefix int `toml:"ipv6_prefix"`
 	// MaxKeys caps the number of tracked keys. Zero means 1,000,000.
 	MaxKeys int `toml:"max_keys"`
 	// Shards is the number of independently locked shards; it must be a
@@ -85,6 +93,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxKeys == 0 {
 		c.MaxKeys = DefaultMaxKeys
+	}
+	if c.IPv6Prefix == 0 {
+		c.IPv6Prefix = DefaultIPv6Prefix
 	}
 	if c.Shards == 0 {
 		c.Shards = DefaultShards(runtime.GOMAXPROCS(0), c.MaxKeys)
@@ -147,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxKeys < 0 {
 		bad("max_keys", "must be > 0, got %d", c.MaxKeys)
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		bad("ipv6_prefix", "must be from 1 to 128 (0 means the default, %d), got %d", DefaultIPv6Prefix, c.IPv6Prefix)
 	}
 	switch {
 	case c.Shards < 0:

@@ -21,6 +21,7 @@ const maxFieldLines = 64
 type Extractor struct {
 	header  string         // header:NAME extractor's NAME; "" for client_ip
 	trusted []netip.Prefix // unmapped; empty: no proxy is trusted
+	v6bits  int            // leading bits of an IPv6 client address in its key
 	seed0   maphash.Seed
 	seed1   maphash.Seed
 }
@@ -33,7 +34,7 @@ func NewExtractor(cfg Config) (*Extractor, error) {
 	}
 	cfg = cfg.WithDefaults()
 	header, _ := parseExtractor(cfg.KeyExtractor)
-	e := &Extractor{header: header, seed0: maphash.MakeSeed(), seed1: maphash.MakeSeed()}
+	e := &Extractor{header: header, v6bits: cfg.IPv6Prefix, seed0: maphash.MakeSeed(), seed1: maphash.MakeSeed()}
 	for _, s := range cfg.TrustedProxies {
 		p, _ := parseTrusted(s)
 		e.trusted = append(e.trusted, p)
@@ -63,9 +64,9 @@ func (e *Extractor) Trusted(a netip.Addr) bool {
 // can list every line, call KeyFromValues instead (a trusted proxy that adds
 // its own line rather than extending the existing one needs that).
 //
-// For client_ip the key is the address ClientIP returns. For header:NAME it
-// is a seeded 128-bit hash of NAME's first value (surrounding whitespace
-// removed); when NAME is absent or empty it falls back to the ClientIP key,
+// For client_ip the key is the address ClientIP returns, an IPv6 one cut
+// to its first ipv6_prefix bits. For header:NAME it is a seeded 128-bit
+// hash of NAME's first value (surrounding whitespace removed); when NAME is absent or empty it falls back to the ClientIP key,
 // so such requests are still limited, per client. ok is false only when
 // there is nothing to key on: no usable header value and an invalid peer;
 // k is then the zero Key.
@@ -92,6 +93,10 @@ func (e *Extractor) KeyFromValues(peer netip.Addr, values func(name string, i in
 	a := e.clientIP(peer, values)
 	if !a.IsValid() {
 		return Key{}, false
+	}
+	if a.Is6() && e.v6bits > 0 && e.v6bits < 128 {
+		p, _ := a.Prefix(e.v6bits) // the zone is gone, so no error
+		a = p.Addr()
 	}
 	return KeyFromAddr(a), true
 }

@@ -74,7 +74,8 @@ func TestClientIP(t *testing.T) {
 		{"peer zone dropped", nil, "fe80::1%eth0", nil, "fe80::1"},
 	}
 	for _, tc := range tests {
-		e := newExtractor(t, Config{TrustedProxies: tc.trusted})
+		// Whole addresses: TestIPv6PrefixKey covers ipv6_prefix.
+		e := newExtractor(t, Config{TrustedProxies: tc.trusted, IPv6Prefix: 128})
 		peer := netip.MustParseAddr(tc.peer)
 		want := netip.MustParseAddr(tc.want)
 		if got := e.ClientIPFromValues(peer, tc.h.values); got != want {
@@ -183,5 +184,40 @@ func BenchmarkExtractorXFF(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Key(peer, get)
+	}
+}
+
+// IPv6 clients are keyed by their first ipv6_prefix bits (default 64), so
+// that one subscriber's /64 is one client; IPv4 addresses stay whole.
+func TestIPv6PrefixKey(t *testing.T) {
+	for _, tc := range []struct {
+		bits       int
+		a, b       string
+		sameClient bool
+	}{
+		{0, "2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true},
+		{0, "2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{64, "2001:db8:1:2::1", "2001:db8:1:2::2", true},
+		{56, "2001:db8:1:2::1", "2001:db8:1:ff::1", true},
+		{56, "2001:db8:1:2::1", "2001:db8:1:100::1", false},
+		{128, "2001:db8:1:2::1", "2001:db8:1:2::2", false},
+		{0, "10.0.0.1", "10.0.0.2", false},
+		{0, "::ffff:10.0.0.1", "10.0.0.1", true},
+	} {
+		e := newExtractor(t, Config{IPv6Prefix: tc.bits})
+		ka, _ := e.Key(netip.MustParseAddr(tc.a), fields{}.get)
+		kb, _ := e.Key(netip.MustParseAddr(tc.b), fields{}.get)
+		if (ka == kb) != tc.sameClient {
+			t.Errorf("ipv6_prefix %d: Key(%s) == Key(%s) is %v, want %v", tc.bits, tc.a, tc.b, ka == kb, tc.sameClient)
+		}
+	}
+	e := newExtractor(t, Config{})
+	peer := netip.MustParseAddr("2001:db8::1")
+	if allocs := testing.AllocsPerRun(1000, func() { e.Key(peer, fields{}.get) }); allocs != 0 {
+		t.Errorf("Key for an IPv6 peer allocs = %v, want 0", allocs)
+	}
+	c := Config{IPv6Prefix: 129}
+	if err := c.Validate(); err == nil {
+		t.Error("Validate(ipv6_prefix 129) = nil, want an error")
 	}
 }
