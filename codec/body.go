@@ -54,6 +54,8 @@ type Body struct {
 	done     bool
 	termDue  bool  // ModeRechunk of a non-chunked body: "0\r\n\r\n" still to write
 	left     int64 // BodyLength: bytes left; chunked: bytes left in this chunk
+	data     int64 // chunked: payload announced by the chunk-size lines so far
+	maxData  int64 // chunked: bound on data (Limits.MaxBody); 0 means none
 	size     int64 // chunk-size being parsed
 	lineLen  int   // bytes of the current chunk-size line
 	trLen    int   // bytes of the trailer section so far
@@ -70,10 +72,14 @@ type Body struct {
 func (b *Body) Reset(f Framing, mode BodyMode) { b.ResetLimits(f, mode, nil) }
 
 // ResetLimits is Reset with trailers bounded by lim.MaxHead bytes and
-// lim.MaxFields fields (nil or zero fields mean the defaults).
+// lim.MaxFields fields (nil or zero fields mean the defaults), and a
+// chunked payload by lim.MaxBody.
 func (b *Body) ResetLimits(f Framing, mode BodyMode, lim *Limits) {
 	_, maxHead, maxFields := lim.values()
 	*b = Body{kind: f.Kind, mode: mode, maxHead: maxHead, maxField: maxFields}
+	if lim != nil && lim.MaxBody > 0 {
+		b.maxData = lim.MaxBody
+	}
 	switch f.Kind {
 	case BodyNone:
 		b.done = true
@@ -238,6 +244,9 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 			if b.size == 0 {
 				b.state = stTrStart
 				continue
+			}
+			if b.data += b.size; b.maxData > 0 && (b.data > b.maxData || b.data < 0) {
+				return dst, i, false, ErrBodyTooLarge // before any of this chunk
 			}
 			if b.mode == ModeRechunk {
 				dst = strconv.AppendUint(dst, uint64(b.size), 16)

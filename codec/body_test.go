@@ -265,3 +265,31 @@ func appendHex(dst []byte, n int) []byte {
 	}
 	return append(dst, digits[n%16])
 }
+
+// A chunked body over Limits.MaxBody fails with ErrBodyTooLarge as soon as
+// the chunk-size line that crosses it ends: none of that chunk is passed on.
+func TestBodyChunkedMaxBody(t *testing.T) {
+	for _, tc := range []struct {
+		src     string
+		max     int64
+		wantOut string
+		wantErr error
+	}{
+		{"5\r\nhello\r\n0\r\n\r\n", 5, "hello", nil},
+		{"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n", 5, "hello", ErrBodyTooLarge},
+		{"6\r\nhello!\r\n0\r\n\r\n", 5, "", ErrBodyTooLarge},
+		{"7fffffffffffffff\r\n", 1 << 20, "", ErrBodyTooLarge},
+		{"3\r\nabc\r\n7fffffffffffffff\r\n", 1 << 62, "abc", ErrBodyTooLarge}, // the sum overflows
+		{"6\r\nhello!\r\n0\r\n\r\n", 0, "hello!", nil},                        // no bound
+	} {
+		var b Body
+		b.ResetLimits(chunked, ModeDechunk, &Limits{MaxBody: tc.max})
+		out, _, _, err := b.Step(nil, []byte(tc.src))
+		if string(out) != tc.wantOut || err != tc.wantErr {
+			t.Errorf("Step(%q) with MaxBody %d = %q, %v, want %q, %v", tc.src, tc.max, out, err, tc.wantOut, tc.wantErr)
+		}
+	}
+	if st := StatusOf(ErrBodyTooLarge); st != 413 {
+		t.Errorf("StatusOf(ErrBodyTooLarge) = %d, want 413", st)
+	}
+}

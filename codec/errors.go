@@ -32,6 +32,7 @@ var (
 	ErrBadChunk            = errors.New("codec: malformed chunked encoding")                // 400, RFC 9112 section 7.1
 	ErrBadTrailer          = errors.New("codec: framing or routing field in trailers")      // 400, RFC 9110 section 6.5.1
 	ErrTruncated           = errors.New("codec: body ended before its framing said")        // 400, RFC 9112 section 8
+	ErrBodyTooLarge        = errors.New("codec: request body larger than allowed")          // 413, RFC 9110 section 15.5.14
 	ErrBadStatusLine       = errors.New("codec: malformed status line")                     // 502, RFC 9112 section 4
 	ErrTLSHandshake        = errors.New("codec: TLS handshake on a plain-HTTP port")        // 400
 )
@@ -54,9 +55,11 @@ func StatusOf(err error) int {
 		return 505
 	case ErrBadStatusLine:
 		return 502
+	case ErrBodyTooLarge:
+		return 413
 	}
 	for _, s := range [...]error{ErrNeedMore, ErrTargetTooLong, ErrHeadTooLarge, ErrTooManyFields,
-		ErrUnknownCoding, ErrBadVersion, ErrBadStatusLine} {
+		ErrUnknownCoding, ErrBadVersion, ErrBadStatusLine, ErrBodyTooLarge} {
 		if errors.Is(err, s) {
 			return StatusOf(s)
 		}

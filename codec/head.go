@@ -20,6 +20,12 @@ type Limits struct {
 	MaxTarget int // request-target bytes; zero means 8 KiB (over -> ErrTargetTooLong, 414)
 	MaxHead   int // whole head incl. final CRLFCRLF; zero means 64 KiB (over -> ErrHeadTooLarge, 431)
 	MaxFields int // header fields; zero means 100 (over -> ErrTooManyFields, 431)
+	// MaxBody bounds the payload of a chunked body, counted as each
+	// chunk-size line completes, before any of that chunk is passed on;
+	// zero means no bound (over -> ErrBodyTooLarge, 413). The parser does
+	// not check Content-Length against it: the caller decides that from
+	// Framing before it reads the body.
+	MaxBody int64
 }
 
 func (l *Limits) values() (maxTarget, maxHead, maxFields int) {

@@ -50,6 +50,12 @@ type Config struct {
 	MaxURISize config.Size `toml:"max_uri_size"`
 	// MaxHeaderFields bounds the number of header fields. Zero means 100.
 	MaxHeaderFields int `toml:"max_header_fields"`
+	// MaxBodySize bounds a request body (nginx's client_max_body_size): a
+	// larger Content-Length gets 413 before any of the body is read or
+	// sent on, and a chunked body gets 413 (or a reset, once a response
+	// has started) as soon as its chunk sizes add up to more. Zero means
+	// no bound.
+	MaxBodySize config.Size `toml:"max_body_size"`
 	// UnderscoresInHeaders forwards request fields whose names contain
 	// '_'. False drops them, as nginx does by default: a backend mapping
 	// names to CGI-style variables would read X_Forwarded_For as the

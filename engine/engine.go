@@ -55,6 +55,7 @@ type Engine struct {
 	ext          *ratelimit.Extractor
 	met          *metrics.Metrics
 	limits       codec.Limits
+	reqLimits    codec.Limits   // limits, and MaxBody for request bodies
 	metrics      string         // endpoint path, "" when off
 	metricsAllow []netip.Prefix // who may read the endpoint (TCP peer); nil means anyone
 	proxyHdr     []byte
@@ -143,6 +144,8 @@ func New(o Options) (*Engine, error) {
 		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),
 		MaxFields: o.Server.MaxHeaderFields,
 	}
+	e.reqLimits = e.limits
+	e.reqLimits.MaxBody = int64(o.Server.MaxBodySize)
 	if o.Metrics.On() {
 		e.metrics = o.Metrics.Path()
 		e.metricsAllow = o.Metrics.AllowList()

@@ -1337,3 +1337,62 @@ func TestConnectRefusedWithAllow(t *testing.T) {
 		t.Errorf("backend got %d requests, want 0", n)
 	}
 }
+
+// max_body_size (nginx's client_max_body_size): a Content-Length over it
+// gets 413 before any of the body reaches a backend; a chunked body gets
+// 413 once its chunk sizes pass it. Bodies within it go through.
+func TestMaxBodySize(t *testing.T) {
+	var reqs atomic.Int64
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		reqs.Add(1)
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "got %d", n)
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.MaxBodySize = 1024
+	})
+	chunks := func(sizes ...int) string {
+		var sb strings.Builder
+		for _, n := range sizes {
+			fmt.Fprintf(&sb, "%x\r\n%s\r\n", n, strings.Repeat("c", n))
+		}
+		return sb.String() + "0\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name, framing, body string
+		want                int
+		wantBody            string
+		reaches             int // whether the request reaches the backend: 1 yes, 0 no, -1 either
+	}{
+		{"length within", "Content-Length: 1024\r\n", strings.Repeat("x", 1024), 200, "got 1024", 1},
+		{"length over", "Content-Length: 1025\r\n", strings.Repeat("x", 1025), 413, "max_body_size", 0},
+		{"length over, 100-continue", "Content-Length: 4096\r\nExpect: 100-continue\r\n", "", 413, "max_body_size", 0},
+		{"chunked within", "Transfer-Encoding: chunked\r\n", chunks(512, 512), 200, "got 1024", 1},
+		{"chunked over", "Transfer-Encoding: chunked\r\n", chunks(512, 512, 1), 413, "Content Too Large", -1}, // the head may have gone
+	} {
+		before := reqs.Load()
+		c := dialProxy(t, p)
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\n%s\r\n%s", tc.framing, tc.body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.wantBody) {
+			t.Errorf("%s: %d %q, want %d and %q", tc.name, resp.StatusCode, body, tc.want, tc.wantBody)
+		}
+		if tc.want == 413 && !resp.Close {
+			t.Errorf("%s: the 413 keeps the connection open; the unread body would be read as a request", tc.name)
+		}
+		if got := reqs.Load() > before; tc.reaches >= 0 && got != (tc.reaches == 1) {
+			t.Errorf("%s: reached the backend: %v, want %v", tc.name, got, tc.reaches == 1)
+		}
+	}
+	if n := p.e.met.BadRequests.Get(); n != 0 {
+		t.Errorf("bad requests counted: %d, want 0 (a 413 is a well-formed request)", n)
+	}
+}

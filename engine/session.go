@@ -331,12 +331,22 @@ func (s *session) readRequest() bool {
 		return s.done()
 	}
 
+	if limit := e.reqLimits.MaxBody; limit > 0 && r.Body.Kind == codec.BodyLength && r.Body.Length > limit {
+		// Refused before any of the body is read (with Expect:
+		// 100-continue, before the client sends it): RFC 9110 section
+		// 15.5.14, nginx's client_max_body_size.
+		e.logf(levelInfo, "request body over max_body_size", "client", s.ip, "length", r.Body.Length, "max", limit)
+		s.cl.consume(n)
+		s.closeAfter, s.unread = true, true
+		s.local(413, "Content Too Large", "413 Content Too Large: the request body is over max_body_size\n")
+		return s.done()
+	}
 	s.buildHead()
 	s.reqMode = codec.ModeForward
 	if r.Body.Kind == codec.BodyChunked {
 		s.reqMode = codec.ModeRechunk
 	}
-	s.reqBody.Reset(r.Body, s.reqMode)
+	s.reqBody.ResetLimits(r.Body, s.reqMode, &e.reqLimits)
 	s.reqDone = s.reqBody.Done()
 	s.cl.consume(n) // r's slices are invalid from here on
 	s.replay = s.replay[:0]
@@ -582,8 +592,12 @@ func (s *session) pumpBody() {
 
 // badBody handles a malformed request body (bad chunk). Loop.
 func (s *session) badBody(err error) {
-	s.lp.e.met.BadRequests.Inc()
-	s.lp.e.logf(levelInfo, "bad request body", "client", s.ip, "err", err)
+	if err == codec.ErrBodyTooLarge {
+		s.lp.e.logf(levelInfo, "chunked request body over max_body_size", "client", s.ip, "max", s.lp.e.reqLimits.MaxBody)
+	} else {
+		s.lp.e.met.BadRequests.Inc()
+		s.lp.e.logf(levelInfo, "bad request body", "client", s.ip, "err", err)
+	}
 	if s.up != nil {
 		s.up.kill()
 		s.up = nil
