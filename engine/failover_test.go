@@ -257,6 +257,41 @@ func TestSoleBackendDialTimeoutIs504(t *testing.T) {
 	}
 }
 
+// With every backend down, a request gets one attempt (on the backend
+// whose turn it is, so that a recovered one is found), not a retry on
+// another down one too: that doubled the dials to failing backends and,
+// for hosts that drop SYNs, the client's wait. While one is up, a failed
+// attempt is still retried there.
+func TestAllDownOneAttemptPerRequest(t *testing.T) {
+	a, b := freeAddr(t), freeAddr(t) // both refuse
+	p := startProxy(t, []string{a, b}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 1
+		o.Upstreams.Cooldown = dur(time.Minute)
+	})
+	refused := func() uint64 {
+		return p.e.met.UpstreamErrors(0, metrics.ErrConnect) + p.e.met.UpstreamErrors(1, metrics.ErrConnect)
+	}
+	// The first request tries both, and both go down.
+	if st, err := rawStatus(p.addr); err != nil || st != 502 {
+		t.Fatalf("first request: %d %v, want 502", st, err)
+	}
+	if n := refused(); n != 2 {
+		t.Fatalf("first request: %d refused dials, want 2", n)
+	}
+	for i := 0; i < 4; i++ {
+		if st, err := rawStatus(p.addr); err != nil || st != 502 {
+			t.Fatalf("request %d with all down: %d %v, want 502", i, st, err)
+		}
+	}
+	if n := refused(); n != 2+4 {
+		t.Fatalf("4 requests with all backends down made %d dials, want 4 (one each)", n-2)
+	}
+	if n := p.e.met.Retries.Get(); n != 1 {
+		t.Fatalf("retries: %d, want 1 (the first request's)", n)
+	}
+}
+
 // The same for the dlConnect deadline: the request's dial waits behind
 // others for the single worker, the deadline fires, and the retry finds
 // nothing to try: 504.

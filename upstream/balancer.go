@@ -75,15 +75,21 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 }
 
 // Retry returns the backend to retry on after a failed attempt: the
-// first one up and not excluded, scanning from the next round-robin turn,
-// else (all down) the first one not excluded; nil when every backend is
-// excluded. Unlike Pick it leaves the turn where it is: a retry that took
-// a turn would hand the next request's to the backend after it, so that
-// with two backends one that fails every request would be tried first by
-// every request. Starting from the turn (not from the failed backend)
-// spreads the retries of a failing backend over the others. Lock-free.
+// first one up and not excluded, scanning from the next round-robin turn;
+// nil when none is (all tried, or the rest down). Unlike Pick it does not
+// fall back on a down backend: the request already had its attempt, and
+// when every backend is failing a second one would double the load on
+// them and the client's wait (nginx answers "no live upstreams"). Unlike
+// Pick it also leaves the turn where it is: a retry that took a turn
+// would hand the next request's to the backend after it, so that with two
+// backends one that fails every request would be tried first by every
+// request. Starting from the turn (not from the failed backend) spreads
+// the retries of a failing backend over the others. Lock-free.
 func (bl *Balancer) Retry(exclude uint64, now int64) *Backend {
 	b, _ := bl.scan(bl.next.Load(), exclude, now)
+	if b != nil && !b.Up(now) {
+		return nil
+	}
 	return b
 }
 

@@ -136,8 +136,9 @@ func TestPickEvenWithBackendDown(t *testing.T) {
 	}
 }
 
-// Retry scans from the next round-robin turn, skipping the tried and
-// (while any is up) the down ones, and does not take the turn.
+// Retry scans from the next round-robin turn, skipping the tried and the
+// down ones (with no fallback on a down one, unlike Pick), and does not
+// take the turn.
 func TestRetry(t *testing.T) {
 	c := &Config{Backends: []string{"a:1", "b:2", "c:3", "d:4"}, FailThreshold: 1}
 	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -152,7 +153,7 @@ func TestRetry(t *testing.T) {
 		{2, 1 << 1, 3},                     // turn c, down: skipped
 		{0, 1 << 0, 1},                     // turn a, tried: b
 		{3, 1 << 3, 0},                     // wraps
-		{1, 1<<1 | 1<<3 | 1<<0, 2},         // only the down c is left: the fallback
+		{1, 1<<1 | 1<<3 | 1<<0, -1},        // only the down c is left: no retry
 		{0, 1<<0 | 1<<1 | 1<<2 | 1<<3, -1}, // all tried
 	} {
 		bl.next.Store(uint64(tc.turn))
