@@ -1,6 +1,9 @@
 package codec
 
-import "strconv"
+import (
+	"math"
+	"strconv"
+)
 
 // MaxChunkLine bounds a chunk-size line: with extensions and CRLF it must be
 // shorter than this, like in net/http (RFC 9112 section 7.1.1 sets no limit;
@@ -52,19 +55,18 @@ type Body struct {
 	mode     BodyMode
 	state    uint8
 	done     bool
-	termDue  bool  // ModeRechunk of a non-chunked body: "0\r\n\r\n" still to write
-	left     int64 // BodyLength: bytes left; chunked: bytes left in this chunk
-	data     int64 // chunked: payload announced by the chunk-size lines so far
-	maxData  int64 // chunked: bound on data (Limits.MaxBody); 0 means none
-	size     int64 // chunk-size being parsed
-	lineLen  int   // bytes of the current chunk-size line
-	trLen    int   // bytes of the trailer section so far
-	trFields int
-	maxHead  int
-	maxField int
+	termDue  bool     // ModeRechunk of a non-chunked body: "0\r\n\r\n" still to write
+	trNameN  uint8    // length of trName's name; len(trName)+1 once longer than any forbidden name
 	trName   [17]byte // lower-cased start of the current trailer name
-	trNameN  int      // its length; len(trName)+1 once longer than any forbidden name
-	err      error    // sticky framing error
+	lineLen  int32    // bytes of the current chunk-size line
+	trLen    int32    // bytes of the trailer section so far
+	trFields int32
+	maxHead  int32
+	maxField int32
+	left     int64 // BodyLength: bytes left; chunked: bytes left in this chunk
+	size     int64 // chunk-size being parsed
+	budget   int64 // chunked: payload still allowed by Limits.MaxBody, plus one; 0 means no bound
+	err      error // sticky framing error
 }
 
 // Reset prepares b for a body with framing f, written to dst as mode says.
@@ -76,9 +78,9 @@ func (b *Body) Reset(f Framing, mode BodyMode) { b.ResetLimits(f, mode, nil) }
 // chunked payload by lim.MaxBody.
 func (b *Body) ResetLimits(f Framing, mode BodyMode, lim *Limits) {
 	_, maxHead, maxFields := lim.values()
-	*b = Body{kind: f.Kind, mode: mode, maxHead: maxHead, maxField: maxFields}
-	if lim != nil && lim.MaxBody > 0 {
-		b.maxData = lim.MaxBody
+	*b = Body{kind: f.Kind, mode: mode, maxHead: int32(min(maxHead, math.MaxInt32)), maxField: int32(min(maxFields, math.MaxInt32))}
+	if lim != nil && lim.MaxBody > 0 && lim.MaxBody < math.MaxInt64 {
+		b.budget = lim.MaxBody + 1
 	}
 	switch f.Kind {
 	case BodyNone:
@@ -245,8 +247,11 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 				b.state = stTrStart
 				continue
 			}
-			if b.data += b.size; b.maxData > 0 && (b.data > b.maxData || b.data < 0) {
-				return dst, i, false, ErrBodyTooLarge // before any of this chunk
+			if b.budget > 0 {
+				// budget >= 1 and size < 2^63: no overflow.
+				if b.budget -= b.size; b.budget <= 0 {
+					return dst, i, false, ErrBodyTooLarge // before any of this chunk
+				}
 			}
 			if b.mode == ModeRechunk {
 				dst = strconv.AppendUint(dst, uint64(b.size), 16)
@@ -321,12 +326,12 @@ func (b *Body) trailerByte(c byte) error {
 	case stTrName:
 		switch {
 		case tcharTab[c]:
-			if b.trNameN < len(b.trName) {
+			if int(b.trNameN) < len(b.trName) {
 				b.trName[b.trNameN] = lowerTab[c]
 			}
-			b.trNameN = min(b.trNameN+1, len(b.trName)+1)
+			b.trNameN = uint8(min(int(b.trNameN)+1, len(b.trName)+1))
 		case c == ':':
-			if forbiddenTrailer(b.trName[:min(b.trNameN, len(b.trName))], b.trNameN) {
+			if forbiddenTrailer(b.trName[:min(int(b.trNameN), len(b.trName))], int(b.trNameN)) {
 				return ErrBadTrailer
 			}
 			b.state = stTrValue
