@@ -101,10 +101,10 @@ type session struct {
 	limited      bool // decision is set
 	reqDone      bool
 	replayOK     bool
-	stale        bool      // while queued: the attempt before was a stale pooled connection
-	staleRetried bool      // the one free retry after a stale pooled connection is used
-	via          [16]uint8 // backends whose attempts failed before this one (max_retries <= 16), for the access log
-	nvia         uint8     // entries of via in use
+	stale        bool     // while queued: the attempt before was a stale pooled connection
+	staleRetried bool     // the one free retry after a stale pooled connection is used
+	nvia         uint8    // entries of via in use
+	via          [7]uint8 // backends that failed this request, in order, for the access log (the first 7)
 
 	// current response
 	resp        codec.Response
@@ -474,6 +474,14 @@ func (s *session) noBackend() {
 
 // use records an attempt on be. Loop.
 func (s *session) use(be *upstream.Backend) {
+	if prev := s.be; prev != nil && prev != be && s.tried&(1<<uint(prev.Index)) != 0 && int(s.nvia) < len(s.via) {
+		// The attempt on prev failed (a skipped dial or a descriptor
+		// shortage clears its bit: nothing was tried there). A fresh
+		// connection to the same backend after the keep-alive race is
+		// not listed again.
+		s.via[s.nvia] = uint8(prev.Index)
+		s.nvia++
+	}
 	s.be = be
 	s.tried |= 1 << uint(be.Index)
 	s.attempts++
@@ -760,13 +768,8 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
 		// No backend left to try: the answer is this failure's (a
 		// dial timeout stays 504), not "no backend".
-		failed := s.be
 		if s.connect(stale) {
 			e.met.Retries.Inc()
-			if failed != nil && !stale && int(s.nvia) < len(s.via) {
-				s.via[s.nvia] = uint8(failed.Index)
-				s.nvia++
-			}
 			return
 		}
 	}
