@@ -1396,3 +1396,52 @@ func TestMaxBodySize(t *testing.T) {
 		t.Errorf("bad requests counted: %d, want 0 (a 413 is a well-formed request)", n)
 	}
 }
+
+// A request pace answers without parsing it (400 here, 408 below) on a
+// keep-alive connection that already served one is counted and logged
+// like any: it used to be taken for the request before, already counted.
+func TestBadRequestAfterKeepAliveRecorded(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	var logs lockedBuffer
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.AccessLog = true
+		o.Server.HeaderTimeout = dur(300 * time.Millisecond)
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for _, tc := range []struct{ second, status string }{
+		{"GET /bad HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", "400"},
+		{"GET /slow HTTP/1.1\r\nHost: x\r\n", "408"}, // and no more
+	} {
+		c := dialProxy(t, p)
+		br := bufio.NewReader(c)
+		fmt.Fprint(c, "GET /good HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		fmt.Fprint(c, tc.second)
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("second request: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		c.Close()
+		if got := strconv.Itoa(resp.StatusCode); got != tc.status {
+			t.Fatalf("second request: status %s, want %s", got, tc.status)
+		}
+	}
+	var exp bytes.Buffer
+	p.e.met.WritePrometheus(&exp)
+	for _, st := range []string{"400", "408"} {
+		if !strings.Contains(exp.String(), `status="`+st+`"`) {
+			t.Errorf("no %s in the request histogram:\n%s", st, exp.String())
+		}
+	}
+	p.stop(t)
+	for _, want := range []string{" GET /bad 400 - ", " OTHER - 408 - "} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("access log has no line with %q:\n%s", want, logs.String())
+		}
+	}
+}

@@ -282,8 +282,7 @@ func (s *session) readRequest() bool {
 	s.isHead = s.method == 1
 	s.minor = r.Minor
 	s.closeAfter = !r.KeepAlive || e.draining.Load()
-	s.status, s.bytesOut, s.limited, s.observed = 0, 0, false, false
-	s.be = nil
+	s.newExchange()
 	if e.access != nil {
 		s.target = append(s.target[:0], r.Target...)
 	}
@@ -351,7 +350,7 @@ func (s *session) readRequest() bool {
 	s.cl.consume(n) // r's slices are invalid from here on
 	s.replay = s.replay[:0]
 	s.replayOK = true
-	s.tried, s.attempts, s.staleRetried, s.nvia = 0, 0, false, 0
+	s.tried, s.attempts, s.staleRetried = 0, 0, false
 	if !s.connect(false) {
 		s.noBackend()
 	}
@@ -626,6 +625,15 @@ func (s *session) badBody(err error) {
 	s.done()
 }
 
+// newExchange forgets the last exchange's outcome (status, bytes, the
+// backends tried, whether it was counted) as a new request begins: one
+// pace answers without parsing it (400, 408) included, or it would be
+// taken for the last one, already counted. Loop.
+func (s *session) newExchange() {
+	s.status, s.bytesOut, s.limited, s.observed = 0, 0, false, false
+	s.be, s.nvia = nil, 0
+}
+
 // badRequest answers a request head pace rejected and closes. Loop.
 func (s *session) badRequest(err error, in []byte) {
 	e := s.lp.e
@@ -635,6 +643,7 @@ func (s *session) badRequest(err error, in []byte) {
 	s.start = nanotime()
 	// Label and log it with what the request line shows, when that much
 	// is plain: its method if known, its target if printable.
+	s.newExchange()
 	method, target := requestLineGuess(in)
 	s.method = metrics.MethodIndex(method)
 	if e.access != nil {
@@ -927,6 +936,7 @@ func (s *session) expired(now int64) {
 	switch s.dl {
 	case dlHeader:
 		if s.gotBytes && s.cl.c != nil {
+			s.newExchange()
 			s.closeAfter, s.unread = true, true
 			s.start = now
 			s.method = metrics.MethodOther
