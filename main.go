@@ -24,6 +24,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -291,19 +292,26 @@ func rustLogLevel(v string) string {
 
 // selfBackend reports a backend that is pace's own listening address:
 // every request sent there would come back to pace, and again, until the
-// descriptors ran out. Literal addresses and "localhost" are compared; a
-// listener on every address (0.0.0.0, ::, or none) matches the loopback
-// addresses and this host's interface addresses. A name that resolves to
-// pace is not caught.
+// descriptors ran out. Literal addresses and "localhost" are compared, and
+// ports as numbers. A listener on every address matches the loopback and
+// this host's interface addresses of its family (0.0.0.0: IPv4; [::]:
+// IPv6, as gnet binds it IPv6-only; no host: both). A name other than
+// localhost that resolves to pace is not caught.
 func selfBackend(listen string, backends []string) error {
 	if listen == "" {
 		listen = "0.0.0.0:8080"
 	}
-	lh, lp, err := net.SplitHostPort(listen)
+	lh, lps, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil // the server section's own validation reports it
 	}
+	lp, err := strconv.Atoi(lps)
+	if err != nil {
+		return nil
+	}
 	lip, _ := netip.ParseAddr(lh)
+	lip = lip.Unmap()
+	listenLocalhost := strings.EqualFold(lh, "localhost")
 	anyAddr := lh == "" || lip.IsUnspecified()
 	var local []netip.Addr
 	if anyAddr {
@@ -320,21 +328,28 @@ func selfBackend(listen string, backends []string) error {
 		if err != nil {
 			continue
 		}
-		bh, bp, err := net.SplitHostPort(addr)
-		if err != nil || bp != lp {
+		bh, bps, err := net.SplitHostPort(addr)
+		if err != nil {
 			continue
 		}
-		self := false
+		if bp, err := strconv.Atoi(bps); err != nil || bp != lp {
+			continue
+		}
 		bip, err := netip.ParseAddr(bh)
 		isIP := err == nil
 		bip = bip.Unmap()
+		backendLocalhost := strings.EqualFold(bh, "localhost")
+		self := false
 		switch {
 		case anyAddr:
-			self = strings.EqualFold(bh, "localhost") || isIP && (bip.IsLoopback() || bip.IsUnspecified() || slices.Contains(local, bip))
+			family := lh == "" || !isIP || lip.Is4() == bip.Is4()
+			self = backendLocalhost || isIP && family && (bip.IsLoopback() || bip.IsUnspecified() || slices.Contains(local, bip))
+		case listenLocalhost:
+			self = backendLocalhost || isIP && bip.IsLoopback()
 		case isIP:
-			self = bip == lip.Unmap()
+			self = bip == lip
 		default:
-			self = strings.EqualFold(bh, "localhost") && lip.IsLoopback()
+			self = backendLocalhost && lip.IsLoopback()
 		}
 		if self {
 			return fmt.Errorf("upstreams.backends[%d]: %q is pace's own listen address (%s): requests would come back to pace", i, b, listen)

@@ -107,6 +107,12 @@ func TestSelfBackend(t *testing.T) {
 		{"0.0.0.0:8080", []string{"127.0.0.1:8081"}, false},
 		{"0.0.0.0:8080", []string{"backend.example:8080"}, false}, // names are not resolved
 		{"192.0.2.1:8080", []string{"localhost:8080"}, false},
+		{"0.0.0.0:8080", []string{"[::1]:8080"}, false}, // another family: another socket
+		{"[::]:8080", []string{"127.0.0.1:8080"}, false},
+		{":8080", []string{"[::1]:8080"}, true},
+		{"localhost:8080", []string{"127.0.0.1:8080"}, true},
+		{"localhost:8080", []string{"localhost:8080"}, true},
+		{"127.0.0.1:08080", []string{"127.0.0.1:8080"}, true},
 	}
 	for _, tt := range tests {
 		err := selfBackend(tt.listen, tt.backends)
