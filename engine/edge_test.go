@@ -22,68 +22,85 @@ import (
 // budget said otherwise) makes the request wait for a busy connection,
 // but a shortage that lasts must end in 503. Before, the request was
 // requeued with a fresh deadline and redialed on every sweep, forever.
+// With the only backend down (in cool-down), the first attempt still
+// falls back on it, and the wait still ends in 503: a review found it
+// ended in "no backend" (502), the redial being taken for a retry, which
+// never goes to a down backend.
 func TestEMFILEWaitEndsIn503(t *testing.T) {
-	be := newNamedBackend(t, "b", nil)
-	p := startProxy(t, []string{be.addr()}, func(o *Options) {
-		o.Server.Workers = 1
-		o.Upstreams.ConnectTimeout = dur(500 * time.Millisecond)
-	})
-	c := dialProxy(t, p)
-	for deadline := time.Now().Add(5 * time.Second); p.e.clients.Load() < 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("not accepted")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// Run the process out of descriptors: lower the soft limit, fill
-	// every free slot below it.
-	var old syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old)
-	lim := old
-	lim.Cur = 2048
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skip("cannot lower RLIMIT_NOFILE:", err)
-	}
-	var fds []int
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			break
-		}
-		fds = append(fds, fd)
-	}
-	release := func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		fds = nil
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	}
-	defer release()
-	t.Logf("filled %d descriptors", len(fds))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	type res struct {
-		st  int
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c.SetReadDeadline(time.Now().Add(4 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			ch <- res{0, err}
-			return
-		}
-		ch <- res{resp.StatusCode, nil}
-	}()
-	var r res
-	select {
-	case r = <-ch:
-	case <-time.After(4500 * time.Millisecond):
-	}
-	release()
-	if r.err != nil || r.st != 503 {
-		t.Fatalf("with EMFILE for 4 s and connect_timeout 0.5 s: status %d, err %v; want 503 within ~1 s", r.st, r.err)
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("backend down %v", down), func(t *testing.T) {
+			be := newNamedBackend(t, "b", nil)
+			p := startProxy(t, []string{be.addr()}, func(o *Options) {
+				o.Server.Workers = 1
+				o.Upstreams.ConnectTimeout = dur(500 * time.Millisecond)
+			})
+			c := dialProxy(t, p)
+			for deadline := time.Now().Add(5 * time.Second); p.e.clients.Load() < 1; {
+				if time.Now().After(deadline) {
+					t.Fatal("not accepted")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if down {
+				b0 := p.e.bal.Backends[0]
+				for i := 0; i < 5; i++ {
+					p.e.bal.Failure(b0, nanotime())
+				}
+				if b0.Up(nanotime()) {
+					t.Fatal("the backend is still up")
+				}
+			}
+			// Run the process out of descriptors: lower the soft limit,
+			// fill every free slot below it.
+			var old syscall.Rlimit
+			syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old)
+			lim := old
+			lim.Cur = 2048
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Skip("cannot lower RLIMIT_NOFILE:", err)
+			}
+			var fds []int
+			for {
+				fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					break
+				}
+				fds = append(fds, fd)
+			}
+			release := func() {
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+				fds = nil
+				syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+			}
+			defer release()
+			t.Logf("filled %d descriptors", len(fds))
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			type res struct {
+				st  int
+				err error
+			}
+			ch := make(chan res, 1)
+			go func() {
+				c.SetReadDeadline(time.Now().Add(4 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					ch <- res{0, err}
+					return
+				}
+				ch <- res{resp.StatusCode, nil}
+			}()
+			var r res
+			select {
+			case r = <-ch:
+			case <-time.After(4500 * time.Millisecond):
+			}
+			release()
+			if r.err != nil || r.st != 503 {
+				t.Fatalf("with EMFILE for 4 s and connect_timeout 0.5 s: status %d, err %v; want 503 within ~1 s", r.st, r.err)
+			}
+		})
 	}
 }
 

@@ -426,14 +426,15 @@ func (s *session) connect(stale bool) bool {
 		// fresh connection to the same one, which was up a moment ago
 		// (and with max_retries = 0 there is no other to go to).
 		be = s.be
-	case s.attempts > 0:
-		// A retry goes only to a backend that is up: with all of them
-		// failing, one attempt per request is enough (Retry).
+	case s.tried != 0:
+		// A retry after a backend failed goes only to one that is up:
+		// with all of them failing, one attempt per request is enough
+		// (Retry).
 		be = e.bal.Retry(s.tried, now)
 	default:
-		// The first attempt (also after a dial skipped because its
-		// backend went down) falls back on a down backend rather than
-		// refuse the request (Pick).
+		// Nothing has failed yet (a dial skipped because its backend
+		// went down, or one that met EMFILE, clears its bit): fall back
+		// on a down backend rather than refuse the request (Pick).
 		be = e.bal.Pick(s.tried, now)
 	}
 	if be == nil {
