@@ -299,20 +299,20 @@ func (b *Body) stepChunked(dst, src []byte) ([]byte, int, bool, error) {
 // trailerByte advances the trailer-section parser (RFC 9112 section 7.1.2)
 // by one byte, with the field rules of heads.
 func (b *Body) trailerByte(c byte) error {
-	b.trLen++
-	if b.trLen > b.maxHead {
+	if b.trLen >= b.maxHead { // compared before the increment: no wrap at MaxInt32
 		return ErrHeadTooLarge
 	}
+	b.trLen++
 	switch b.state {
 	case stTrStart:
 		switch {
 		case c == '\r':
 			b.state = stTrEndLF
 		case tcharTab[c]:
-			b.trFields++
-			if b.trFields > b.maxField {
+			if b.trFields >= b.maxField {
 				return ErrTooManyFields
 			}
+			b.trFields++
 			b.trName[0], b.trNameN = lowerTab[c], 1
 			b.state = stTrName
 		case isOWS(c):

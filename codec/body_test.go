@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -291,5 +292,25 @@ func TestBodyChunkedMaxBody(t *testing.T) {
 	}
 	if st := StatusOf(ErrBodyTooLarge); st != 413 {
 		t.Errorf("StatusOf(ErrBodyTooLarge) = %d, want 413", st)
+	}
+}
+
+// A trailer bound near 2^31 (max_header_size may be set that high) must not
+// wrap the trailer counters and stop holding.
+func TestBodyTrailerLimitNoWrap(t *testing.T) {
+	var b Body
+	b.ResetLimits(chunked, ModeForward, &Limits{MaxHead: 1 << 40, MaxFields: 1 << 40})
+	if _, _, _, err := b.Step(nil, []byte("0\r\nX-A: 1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	b.trLen = math.MaxInt32 - 1 // as if that much trailer had arrived
+	if _, _, _, err := b.Step(nil, []byte("X-B: 2\r\n")); err != ErrHeadTooLarge {
+		t.Fatalf("Step past a trailer bound of MaxInt32 = %v, want ErrHeadTooLarge", err)
+	}
+	b.ResetLimits(chunked, ModeForward, &Limits{MaxHead: 1 << 40, MaxFields: 1 << 40})
+	b.Step(nil, []byte("0\r\n"))
+	b.trFields = math.MaxInt32
+	if _, _, _, err := b.Step(nil, []byte("X-C: 3\r\n")); err != ErrTooManyFields {
+		t.Fatalf("Step past a trailer field bound of MaxInt32 = %v, want ErrTooManyFields", err)
 	}
 }
