@@ -90,6 +90,9 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderSize != 0 && c.MaxHeaderSize < 1024 {
 		return fmt.Errorf("server.max_header_size: must be at least 1024 bytes, got %d", c.MaxHeaderSize)
 	}
+	if c.MaxBodySize < 0 {
+		return fmt.Errorf("server.max_body_size: must be >= 0 (0 or absent: no limit), got %d", c.MaxBodySize)
+	}
 	for _, b := range []byte(c.ProxyHeader) {
 		if b < 0x20 || b == 0x7f {
 			return fmt.Errorf("server.proxy_header: control byte %#x not allowed", b)

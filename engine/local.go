@@ -53,6 +53,7 @@ func (s *session) serveMetrics() {
 
 // allowed reports whether addr is in one of the prefixes. Any goroutine.
 func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
+	addr = addr.WithZone("") // a link-local peer's zone: Contains rejects zoned addresses
 	for _, p := range prefixes {
 		if p.Contains(addr) {
 			return true

@@ -605,8 +605,10 @@ func (s *session) pumpBody() {
 
 // badBody handles a malformed request body (bad chunk). Loop.
 func (s *session) badBody(err error) {
+	msg := err.Error()
 	if err == codec.ErrBodyTooLarge {
 		s.lp.e.logf(levelInfo, "chunked request body over max_body_size", "client", s.ip, "max", s.lp.e.reqLimits.MaxBody)
+		msg = "the request body is over max_body_size"
 	} else {
 		s.lp.e.met.BadRequests.Inc()
 		s.lp.e.logf(levelInfo, "bad request body", "client", s.ip, "err", err)
@@ -622,7 +624,7 @@ func (s *session) badBody(err error) {
 	s.closeAfter, s.unread = true, true
 	s.reqDone = true
 	st := codec.StatusOf(err)
-	s.local(st, statusText(st), strconv.Itoa(st)+" "+statusText(st)+": "+err.Error()+"\n")
+	s.local(st, statusText(st), strconv.Itoa(st)+" "+statusText(st)+": "+msg+"\n")
 	s.done()
 }
 
