@@ -324,12 +324,8 @@ func selfBackend(listen string, backends []string) error {
 		}
 	}
 	for i, b := range backends {
-		addr, err := upstream.ParseBackend(b)
-		if err != nil {
-			continue
-		}
-		bh, bps, err := net.SplitHostPort(addr)
-		if err != nil {
+		bh, bps, ok := backendHostPort(b)
+		if !ok {
 			continue
 		}
 		if bp, err := strconv.Atoi(bps); err != nil || bp != lp {
@@ -358,6 +354,17 @@ func selfBackend(listen string, backends []string) error {
 	return nil
 }
 
+// backendHostPort splits a configured backend into host and port; ok is
+// false when it does not parse (the upstreams section reports that).
+func backendHostPort(b string) (host, port string, ok bool) {
+	addr, err := upstream.ParseBackend(b)
+	if err != nil {
+		return "", "", false
+	}
+	host, port, err = net.SplitHostPort(addr)
+	return host, port, err == nil
+}
+
 // unresolvedBackends looks up each backend named by host name, all at
 // once and for at most d, and describes those that do not resolve. pace
 // resolves names at each dial (so it follows DNS changes), so this is a
@@ -372,12 +379,8 @@ func unresolvedBackends(backends []string, d time.Duration) []string {
 	var names []int // backends named by host name
 	hosts := make([]string, len(backends))
 	for i, b := range backends {
-		addr, err := upstream.ParseBackend(b)
-		if err != nil {
-			continue
-		}
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
+		host, _, ok := backendHostPort(b)
+		if !ok {
 			continue
 		}
 		if _, err := netip.ParseAddr(host); err == nil {
