@@ -643,10 +643,10 @@ func (s *session) badRequest(err error, in []byte) {
 	st := codec.StatusOf(err)
 	e.met.BadRequests.Inc()
 	e.logf(levelInfo, "bad request", "client", s.ip, "status", st, "err", err)
+	s.newExchange()
 	s.start = nanotime()
 	// Label and log it with what the request line shows, when that much
 	// is plain: its method if known, its target if printable.
-	s.newExchange()
 	method, target := requestLineGuess(in)
 	s.method = metrics.MethodIndex(method)
 	if e.access != nil {
