@@ -99,6 +99,11 @@ func initListener(network, addr string, options *Options) (ln *listener, err err
 		sockOpt := socket.Option[int]{SetSockOpt: socket.SetNoDelay, Opt: 1}
 		sockOptInts = append(sockOptInts, sockOpt)
 	}
+	if options.TCPDeferAccept > 0 && strings.HasPrefix(network, "tcp") {
+		// pace: TCP_DEFER_ACCEPT (Linux), see Options.TCPDeferAccept.
+		sockOpt := socket.Option[int]{SetSockOpt: socket.SetDeferAccept, Opt: options.TCPDeferAccept}
+		sockOptInts = append(sockOptInts, sockOpt)
+	}
 	if options.SocketRecvBuffer > 0 {
 		sockOpt := socket.Option[int]{SetSockOpt: socket.SetRecvBuffer, Opt: options.SocketRecvBuffer}
 		sockOptInts = append(sockOptInts, sockOpt)

@@ -124,6 +124,14 @@ type Options struct {
 	// will not be buffered but sent as soon as possible after a write operation.
 	TCPNoDelay TCPSocketOpt
 
+	// TCPDeferAccept (pace patch), in seconds, sets TCP_DEFER_ACCEPT on
+	// TCP listeners on Linux: a connection is accepted (and OnOpen runs)
+	// once its first bytes arrived, or after about that many seconds of
+	// silence. The loop then wakes once per new connection, not once to
+	// accept it and again for its request. Zero leaves it off; other
+	// systems ignore it.
+	TCPDeferAccept int
+
 	// SocketRecvBuffer sets the maximum socket receive buffer of kernel in bytes.
 	SocketRecvBuffer int
 
@@ -248,6 +256,14 @@ func WithTCPKeepCount(tcpKeepCount int) Option {
 func WithTCPNoDelay(tcpNoDelay TCPSocketOpt) Option {
 	return func(opts *Options) {
 		opts.TCPNoDelay = tcpNoDelay
+	}
+}
+
+// WithTCPDeferAccept sets TCP_DEFER_ACCEPT on TCP listeners, in seconds
+// (Linux; pace patch). See Options.TCPDeferAccept.
+func WithTCPDeferAccept(secs int) Option {
+	return func(opts *Options) {
+		opts.TCPDeferAccept = secs
 	}
 }
 

@@ -598,3 +598,56 @@ func TestPaceClosedListenerNumberReused(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// WithTCPDeferAccept sets TCP_DEFER_ACCEPT on the listeners: a connection
+// whose client has sent nothing yet is not accepted (no OnOpen), and one
+// whose first bytes arrived is, at once.
+func TestPaceTCPDeferAccept(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	h := &paceHandler{booted: make(chan struct{}), exited: make(chan struct{}), loops: make(chan *eventloop, 1), fds: make(chan int, 1), dups: make(chan int, 1)}
+	var runErr error
+	go func() {
+		runErr = Run(h, "tcp://"+addr, WithMulticore(true), WithNumEventLoop(1), WithReusePort(true), WithLogger(h), WithTCPDeferAccept(5))
+		close(h.exited)
+	}()
+	select {
+	case <-h.booted:
+	case <-h.exited:
+		t.Fatalf("Run: %v", runErr)
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine did not boot")
+	}
+	t.Cleanup(func() {
+		_ = h.eng.Stop(context.Background())
+		<-h.exited
+	})
+	c, err := net.Dial("tcp", addr) // the kernel completes the handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-h.loops:
+		t.Fatal("a connection that sent nothing was accepted at once")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var el *eventloop
+	select {
+	case el = <-h.loops:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the connection was not accepted once its first byte arrived")
+	}
+	for fd := range el.listeners {
+		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); err != nil || v == 0 {
+			t.Fatalf("TCP_DEFER_ACCEPT on the listener = %d, %v; want it set", v, err)
+		}
+	}
+}

@@ -28,3 +28,11 @@ import (
 func SetBindToDevice(fd int, ifname string) error {
 	return os.NewSyscallError("setsockopt", unix.BindToDevice(fd, ifname))
 }
+
+// SetDeferAccept sets TCP_DEFER_ACCEPT on a listening socket (pace patch):
+// the kernel completes a connection's accept only once its first bytes
+// arrived, or after about secs seconds of silence (then on the client's
+// next ACK). Zero turns it off.
+func SetDeferAccept(fd, secs int) error {
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs))
+}
