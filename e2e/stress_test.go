@@ -168,7 +168,10 @@ func stressSlowloris(t *testing.T) {
 }
 
 // holdConns opens n idle connections and reports which ones pace closed
-// within a second.
+// within 2.5 s: pace's deferred_accept (the default) leaves a connection
+// that sends nothing with the kernel for about a second (until the client
+// answers the retransmitted SYN-ACK), and only then does pace accept it,
+// and close it if it is over a limit.
 func holdConns(addr string, n int) (open []net.Conn, refused, closed int) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -192,7 +195,7 @@ func holdConns(addr string, n int) (open []net.Conn, refused, closed int) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(time.Second)
+	time.Sleep(2500 * time.Millisecond)
 	var still []net.Conn
 	buf := make([]byte, 1)
 	for _, c := range open {

@@ -50,6 +50,13 @@ type Config struct {
 	MaxURISize config.Size `toml:"max_uri_size"`
 	// MaxHeaderFields bounds the number of header fields. Zero means 100.
 	MaxHeaderFields int `toml:"max_header_fields"`
+	// DeferredAccept sets TCP_DEFER_ACCEPT on the listening sockets
+	// (Linux; nginx's "listen ... deferred"): the kernel hands pace a
+	// connection once its first bytes arrived, so a loop wakes once per
+	// new connection instead of twice, and a connection that sends
+	// nothing costs pace nothing until about a second has passed. Nil
+	// means true.
+	DeferredAccept *bool `toml:"deferred_accept"`
 	// MaxBodySize bounds a request body (nginx's client_max_body_size): a
 	// larger Content-Length gets 413 before any of the body is read or
 	// sent on, and a chunked body gets 413 (or a reset, once a response

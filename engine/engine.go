@@ -58,6 +58,7 @@ type Engine struct {
 	reqLimits    codec.Limits   // limits, and MaxBody for request bodies
 	metrics      string         // endpoint path, "" when off
 	metricsAllow []netip.Prefix // who may read the endpoint (TCP peer); nil means anyone
+	deferAccept  int            // TCP_DEFER_ACCEPT seconds on the listeners; 0 off
 	proxyHdr     []byte
 	dropUnder    bool // drop request fields with '_' in their names
 	retries      int
@@ -143,6 +144,9 @@ func New(o Options) (*Engine, error) {
 		MaxTarget: o.Server.MaxURISize.Or(8 << 10),
 		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),
 		MaxFields: o.Server.MaxHeaderFields,
+	}
+	if o.Server.DeferredAccept == nil || *o.Server.DeferredAccept {
+		e.deferAccept = 1 // as nginx's "deferred" and HAProxy's "defer-accept" set it
 	}
 	e.reqLimits = e.limits
 	e.reqLimits.MaxBody = int64(o.Server.MaxBodySize)
@@ -287,6 +291,7 @@ func (e *Engine) Run() error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(readBufferCap),
 			gnet.WithLogger(gnetLogger{e.log}),
+			gnet.WithTCPDeferAccept(e.deferAccept),
 		)
 		if e.draining.Load() {
 			return nil

@@ -219,6 +219,32 @@ func TestAccessLogWriterExitsAfterCloseWithFullQueue(t *testing.T) {
 	}
 }
 
+// deferred_accept (the default) leaves a connection that has sent nothing
+// with the kernel: pace does not count it as a client, and takes it with
+// its first bytes, which are then served at once.
+func TestDeferredAccept(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.DeferredAccept = nil // the default: on
+	})
+	c := dialProxy(t, p)
+	time.Sleep(300 * time.Millisecond)
+	if n := p.e.clients.Load(); n != 0 {
+		t.Fatalf("%d clients after a connection that sent nothing, want 0 (TCP_DEFER_ACCEPT holds it in the kernel)", n)
+	}
+	start := time.Now()
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 || p.e.clients.Load() != 1 {
+		t.Fatalf("status %d with %d clients, want 200 from the one client", resp.StatusCode, p.e.clients.Load())
+	}
+	t.Logf("answered %v after the request was sent", time.Since(start))
+}
+
 // With no connection there is nothing to time: the loops are not woken
 // at all (an idle pace used 1-2% of a core on 10 sweeps a second per
 // loop). The first client wakes the ticker again.
