@@ -6,7 +6,9 @@
 # same worker count, round robin over the same two bench/backend processes,
 # keep upstream connections alive, add "X-Proxy: pace" (and X-Forwarded-For
 # / X-Forwarded-Proto) on the way in and "X-Backend: <host:port>" on the way
-# out. The proxies take turns (A B C A B C ...) over several rounds, because
+# out, and accept with TCP_DEFER_ACCEPT (pace's default deferred_accept,
+# nginx's "listen ... deferred", HAProxy's "bind ... defer-accept"; see
+# --deferred). The proxies take turns (A B C A B C ...) over several rounds, because
 # the machine is shared and noisy: within a round each scenario runs every
 # proxy back to back from a fresh start, in an order that rotates from
 # round to round. The table reports medians over rounds and each proxy's
@@ -26,6 +28,7 @@
 #   --ratelimit off|on    pace's rate limiter; "on" admits every request
 #                                                           (BENCH_RATELIMIT)
 #   --ab on|off           also run the manual's "ab -n 10000 -c 50"  (BENCH_AB)
+#   --deferred on|off     TCP_DEFER_ACCEPT on every proxy's listener (BENCH_DEFERRED)
 #   --backend fast|nethttp  the backends: gnet event loops (bench/backend
 #                         -fast, default) or the net/http test server,
 #                         which costs ~2x the CPU per request  (BENCH_BACKEND)
@@ -62,6 +65,7 @@ WORKERS=${BENCH_WORKERS:-2}
 PROXIES=${BENCH_PROXIES:-pace,nginx,haproxy,refproxy,direct}
 RATELIMIT=${BENCH_RATELIMIT:-off}
 AB=${BENCH_AB:-}
+DEFERRED=${BENCH_DEFERRED:-on}
 C10K=${BENCH_C10K:-0}
 BACKEND=${BENCH_BACKEND:-fast}
 BACKEND_LOOPS=${BENCH_BACKEND_LOOPS:-1}
@@ -95,6 +99,7 @@ while [ $# -gt 0 ]; do
 	--proxies) needval "$@"; PROXIES=$val ;;
 	--ratelimit) needval "$@"; RATELIMIT=$val ;;
 	--ab) needval "$@"; AB=$val ;;
+	--deferred) needval "$@"; DEFERRED=$val ;;
 	--backend) needval "$@"; BACKEND=$val ;;
 	--backend-loops) needval "$@"; BACKEND_LOOPS=$val ;;
 	--wrk-threads) needval "$@"; WRK_THREADS=$val ;;
@@ -118,6 +123,11 @@ fi
 [[ $WRK_THREADS =~ ^[1-9][0-9]*$ ]] || die "--wrk-threads: want a positive integer, got $WRK_THREADS"
 case $RATELIMIT in on | off) ;; *) die "--ratelimit: want on or off, got $RATELIMIT" ;; esac
 case $AB in on | off) ;; *) die "--ab: want on or off, got $AB" ;; esac
+case $DEFERRED in
+on) PACE_DEFERRED=true NGINX_DEFERRED=" deferred" HAPROXY_DEFERRED=" defer-accept" ;;
+off) PACE_DEFERRED=false NGINX_DEFERRED="" HAPROXY_DEFERRED="" ;;
+*) die "--deferred: want on or off, got $DEFERRED" ;;
+esac
 case $BACKEND in fast) BACKEND_FLAGS=(-fast -loops "$BACKEND_LOOPS") ;; nethttp) BACKEND_FLAGS=() ;; *) die "--backend: want fast or nethttp, got $BACKEND" ;; esac
 IFS=, read -r -a PROXY_LIST <<<"$PROXIES"
 for p in "${PROXY_LIST[@]}"; do
@@ -349,6 +359,7 @@ workers = $WORKERS
 max_connections = 20000
 idle_timeout = "60s"
 access_log = false
+deferred_accept = $PACE_DEFERRED
 
 [upstreams]
 backends = ["http://127.0.0.1:$B1", "http://127.0.0.1:$B2"]
@@ -395,7 +406,7 @@ http {
         keepalive_requests 1000000000;
     }
     server {
-        listen 127.0.0.1:$PORT backlog=65535;
+        listen 127.0.0.1:$PORT backlog=65535$NGINX_DEFERRED;
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -426,7 +437,7 @@ defaults
     option forwardfor
     http-reuse always
 frontend fe
-    bind 127.0.0.1:$PORT
+    bind 127.0.0.1:$PORT$HAPROXY_DEFERRED
     http-request set-header X-Proxy pace
     http-request set-header X-Forwarded-Proto http
     default_backend be
@@ -708,14 +719,14 @@ aggregate() {
 SUMMARY=$(aggregate)
 HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	CPU us/req	vs pace"
 echo
-note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, wrk threads $WRK_THREADS, rate limit $RATELIMIT, backend $BACKEND)"
+note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, wrk threads $WRK_THREADS, rate limit $RATELIMIT, deferred accept $DEFERRED, backend $BACKEND)"
 { echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %11s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 
 {
 	echo "# pace load results"
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M:%SZ') on $(nproc) CPUs ($(uname -r)); $ROUNDS round(s) of $DURATION;" \
-		"workers $WORKERS; rate limit $RATELIMIT; backends $BACKEND; ulimit -n $NOFILE."
+		"workers $WORKERS; rate limit $RATELIMIT; deferred accept $DEFERRED; backends $BACKEND; ulimit -n $NOFILE."
 	echo "wrk threads $WRK_THREADS, keep-alive; backend event loops $BACKEND_LOOPS each (fast); ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
 	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
 	echo "peak RSS is the proxy's process tree; CPU us/req is that tree's user+system CPU time during the measured run ÷ requests"
