@@ -6,9 +6,9 @@
 # same worker count, round robin over the same two bench/backend processes,
 # keep upstream connections alive, add "X-Proxy: pace" (and X-Forwarded-For
 # / X-Forwarded-Proto) on the way in and "X-Backend: <host:port>" on the way
-# out, and accept with TCP_DEFER_ACCEPT (pace's default deferred_accept,
-# nginx's "listen ... deferred", HAProxy's "bind ... defer-accept"; see
-# --deferred). The proxies take turns (A B C A B C ...) over several rounds, because
+# out; with --deferred on, all three accept with TCP_DEFER_ACCEPT (pace's
+# deferred_accept, nginx's "listen ... deferred", HAProxy's "bind ...
+# defer-accept"). The proxies take turns (A B C A B C ...) over several rounds, because
 # the machine is shared and noisy: within a round each scenario runs every
 # proxy back to back from a fresh start, in an order that rotates from
 # round to round. The table reports medians over rounds and each proxy's
@@ -65,7 +65,7 @@ WORKERS=${BENCH_WORKERS:-2}
 PROXIES=${BENCH_PROXIES:-pace,nginx,haproxy,refproxy,direct}
 RATELIMIT=${BENCH_RATELIMIT:-off}
 AB=${BENCH_AB:-}
-DEFERRED=${BENCH_DEFERRED:-on}
+DEFERRED=${BENCH_DEFERRED:-off}
 C10K=${BENCH_C10K:-0}
 BACKEND=${BENCH_BACKEND:-fast}
 BACKEND_LOOPS=${BENCH_BACKEND_LOOPS:-1}

@@ -168,10 +168,10 @@ func stressSlowloris(t *testing.T) {
 }
 
 // holdConns opens n idle connections and reports which ones pace closed
-// within 2.5 s: pace's deferred_accept (the default) leaves a connection
-// that sends nothing with the kernel for about a second (until the client
-// answers the retransmitted SYN-ACK), and only then does pace accept it,
-// and close it if it is over a limit.
+// within 2.5 s: with deferred_accept on, a connection that sends nothing
+// stays with the kernel for about a second (until the client answers the
+// retransmitted SYN-ACK), and only then does pace accept it, and close it
+// if it is over a limit.
 func holdConns(addr string, n int) (open []net.Conn, refused, closed int) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -54,9 +54,10 @@ type Config struct {
 	// (Linux; nginx's "listen ... deferred"): the kernel hands pace a
 	// connection once its first bytes arrived, so a loop wakes once per
 	// new connection instead of twice, and a connection that sends
-	// nothing costs pace nothing until about a second has passed. Nil
-	// means true.
-	DeferredAccept *bool `toml:"deferred_accept"`
+	// nothing costs pace nothing until about a second has passed. False
+	// (the default) accepts at once: with 10,000 connections opened at
+	// once, deferring held many in the kernel for seconds (see README).
+	DeferredAccept bool `toml:"deferred_accept"`
 	// MaxBodySize bounds a request body (nginx's client_max_body_size): a
 	// larger Content-Length gets 413 before any of the body is read or
 	// sent on, and a chunked body gets 413 (or a reset, once a response

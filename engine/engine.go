@@ -145,7 +145,7 @@ func New(o Options) (*Engine, error) {
 		MaxHead:   o.Server.MaxHeaderSize.Or(64 << 10),
 		MaxFields: o.Server.MaxHeaderFields,
 	}
-	if o.Server.DeferredAccept == nil || *o.Server.DeferredAccept {
+	if o.Server.DeferredAccept {
 		e.deferAccept = 1 // as nginx's "deferred" and HAProxy's "defer-accept" set it
 	}
 	e.reqLimits = e.limits

@@ -47,10 +47,7 @@ func startProxy(t testing.TB, backends []string, tweak func(o *Options)) *testPr
 	t.Helper()
 	off := false
 	o := Options{
-		// deferred_accept off: many tests connect, then wait for pace to
-		// have accepted before they send, which the kernel would hold
-		// for a second; TestDeferredAccept runs the default.
-		Server:    Config{Listen: freeAddr(t), Workers: 2, DeferredAccept: &off},
+		Server:    Config{Listen: freeAddr(t), Workers: 2},
 		Upstreams: upstream.Config{Backends: backends},
 		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

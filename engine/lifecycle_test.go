@@ -219,13 +219,13 @@ func TestAccessLogWriterExitsAfterCloseWithFullQueue(t *testing.T) {
 	}
 }
 
-// deferred_accept (the default) leaves a connection that has sent nothing
-// with the kernel: pace does not count it as a client, and takes it with
-// its first bytes, which are then served at once.
+// deferred_accept leaves a connection that has sent nothing with the
+// kernel: pace does not count it as a client, and takes it with its first
+// bytes, which are then served at once.
 func TestDeferredAccept(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
 	p := startProxy(t, []string{b.addr()}, func(o *Options) {
-		o.Server.DeferredAccept = nil // the default: on
+		o.Server.DeferredAccept = true
 	})
 	c := dialProxy(t, p)
 	time.Sleep(300 * time.Millisecond)
