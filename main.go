@@ -376,46 +376,37 @@ func unresolvedBackends(backends []string, d time.Duration) []string {
 		i   int
 		err error
 	}
-	var names []int // backends named by host name
-	hosts := make([]string, len(backends))
+	answers := make(chan answer, len(backends)) // never blocks a late lookup
+	answered := make([]bool, len(backends))     // true also for literal addresses
+	asked := 0
 	for i, b := range backends {
 		host, _, ok := backendHostPort(b)
-		if !ok {
+		if _, err := netip.ParseAddr(host); !ok || err == nil {
+			answered[i] = true
 			continue
 		}
-		if _, err := netip.ParseAddr(host); err == nil {
-			continue
-		}
-		hosts[i] = host
-		names = append(names, i)
-	}
-	answers := make(chan answer, len(names)) // never blocks a late lookup
-	for _, i := range names {
+		asked++
 		go func() {
-			_, err := net.DefaultResolver.LookupHost(ctx, hosts[i])
+			_, err := net.DefaultResolver.LookupHost(ctx, host)
 			answers <- answer{i, err}
 		}()
 	}
 	var res []string
-	pending := map[int]bool{}
-	for _, i := range names {
-		pending[i] = true
-	}
-	for len(pending) > 0 {
+wait:
+	for ; asked > 0; asked-- {
 		select {
 		case a := <-answers:
-			delete(pending, a.i)
+			answered[a.i] = true
 			if a.err != nil {
 				res = append(res, fmt.Sprintf("backend %s: %v", backends[a.i], a.err))
 			}
 		case <-ctx.Done():
-			for _, i := range names {
-				if pending[i] {
+			for i, done := range answered {
+				if !done {
 					res = append(res, fmt.Sprintf("backend %s: no answer from the resolver within %v", backends[i], d))
 				}
 			}
-			slices.Sort(res)
-			return res
+			break wait
 		}
 	}
 	slices.Sort(res)
