@@ -75,6 +75,7 @@ type Engine struct {
 	idleTO      int64
 	sendTO      int64 // a client holding up its response must read within this
 	respTO      int64
+	retryTO     int64 // 0: none
 	queueTO     int64 // how long a request waits for a free backend connection
 	upIdleTO    int64
 	maxIdle     int
@@ -128,6 +129,7 @@ func New(o Options) (*Engine, error) {
 		idleTO:      int64(o.Server.idleTimeout()),
 		sendTO:      int64(o.Server.sendTimeout()),
 		respTO:      int64(o.Upstreams.ResponseTimeout.Or(30 * time.Second)),
+		retryTO:     int64(o.Upstreams.RetryTimeout),
 		queueTO:     int64(o.Upstreams.DialTimeout()),
 		upIdleTO:    int64(o.Upstreams.IdleTimeout.Or(60 * time.Second)),
 		maxIdle:     o.Upstreams.MaxIdle,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -582,5 +583,60 @@ func TestNeverUsedPooledConnectionIsStale(t *testing.T) {
 	if resp.StatusCode != 200 || body != "ok" || !p.e.bal.Backends[0].Up(nanotime()) {
 		t.Fatalf("request on a never-used pooled connection that closed: %d %q, backend up %v; want 200 and up",
 			resp.StatusCode, body, p.e.bal.Backends[0].Up(nanotime()))
+	}
+}
+
+// retry_timeout bounds the time in which a request may still go to
+// another backend, like nginx's proxy_next_upstream_timeout: with two
+// silent backends before a good one and max_retries 2, the request that
+// starts on the first silent backend is retried once (its first timeout
+// comes within retry_timeout) and then gets the second timeout's 504
+// instead of a third attempt. Without the bound it reaches the good one.
+func TestRetryTimeoutBoundsFailover(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	silentServe := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		go func() { <-hold; c.Close() }()
+		io.Copy(io.Discard, br) // until pace closes it
+	}
+	a, b := rawBackend(t, silentServe), rawBackend(t, silentServe)
+	good := newNamedBackend(t, "good", nil)
+	for _, tc := range []struct {
+		retryTO time.Duration
+		want    map[int]int
+	}{
+		{0, map[int]int{200: 3}},
+		// The first timeout fires 400-500 ms in (the sweep runs every
+		// 100 ms), within 700 ms; the second at 800 ms or later.
+		{700 * time.Millisecond, map[int]int{200: 2, 504: 1}},
+	} {
+		var logs lockedBuffer
+		p := startProxy(t, []string{a, b, good.addr()}, func(o *Options) {
+			o.Server.Workers = 1
+			o.Server.AccessLog = true
+			o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			retries := 2
+			o.Upstreams.MaxRetries = &retries
+			o.Upstreams.FailThreshold = 100 // never skipped
+			o.Upstreams.ResponseTimeout = dur(400 * time.Millisecond)
+			o.Upstreams.RetryTimeout = dur(tc.retryTO)
+		})
+		c := client()
+		got := map[int]int{}
+		for i := 0; i < 3; i++ {
+			resp, _ := get(t, c, p.url("/"))
+			got[resp.StatusCode]++
+		}
+		p.stop(t)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("retry_timeout %v: statuses %v, want %v\n%s", tc.retryTO, got, tc.want, logs.String())
+		}
+		if tc.retryTO != 0 && !strings.Contains(logs.String(), " GET / 504 "+a+","+b+" ") {
+			t.Fatalf("retry_timeout %v: no access log line for the 504 after %s and %s:\n%s", tc.retryTO, a, b, logs.String())
+		}
 	}
 }

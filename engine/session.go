@@ -778,9 +778,12 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 		s.attempts--
 	}
 	if s.attempts <= e.retries && s.replayOK && (!sent || s.idempotent()) && !s.dead {
-		// No backend left to try: the answer is this failure's (a
-		// dial timeout stays 504), not "no backend".
-		if s.connect(stale) {
+		if e.retryTO != 0 && nanotime()-s.start >= e.retryTO {
+			// retry_timeout bounds the whole request, not each attempt.
+			e.logf(levelDebug, "not retried: retry_timeout has passed", "backend", s.be.Addr, "client", s.ip, "status", status)
+		} else if s.connect(stale) {
+			// No backend left to try: the answer is this failure's (a
+			// dial timeout stays 504), not "no backend".
 			e.met.Retries.Inc()
 			return
 		}

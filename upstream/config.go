@@ -34,6 +34,12 @@ type Config struct {
 	// response is in progress. Zero means 30s; on expiry the client gets
 	// 504 (if nothing was sent yet).
 	ResponseTimeout config.Duration `toml:"response_timeout"`
+	// RetryTimeout bounds the time, from the request head's arrival,
+	// within which a failed request may still go to another backend:
+	// once it has passed, the failure is the client's answer (nginx's
+	// proxy_next_upstream_timeout). Zero means no bound: each attempt
+	// has its own connect and response timeouts.
+	RetryTimeout config.Duration `toml:"retry_timeout"`
 	// IdleTimeout closes idle pooled keep-alive connections. Zero means 60s.
 	IdleTimeout config.Duration `toml:"idle_timeout"`
 	// MaxIdle is the number of idle keep-alive connections kept per
