@@ -75,8 +75,9 @@
 //
 // A [Key] is 16 bytes: IPv4 addresses (and IPv4-mapped IPv6 peers) as
 // ::ffff:a.b.c.d, IPv6 addresses as is, and header values as a 128-bit hash
-// seeded per process (so nobody can precompute collisions). Each IPv6
-// address is its own key.
+// seeded per process (so nobody can precompute collisions). An IPv6
+// address is keyed by its first ipv6_prefix bits (default 64, the least
+// a subscriber is given; 128 keys each address apart).
 //
 // The client address is the TCP peer unless the peer is in trusted_proxies;
 // then it is the rightmost X-Forwarded-For element that is not itself a
