@@ -295,3 +295,42 @@ func TestSendDeadlineEndsWithTheStall(t *testing.T) {
 		}
 	}
 }
+
+// An interim (1xx) response head goes to the client with the same fields
+// dropped as a final one: hop-by-hop fields (RFC 9110 section 7.6.1) and
+// the backend's own X-Backend, which only pace may set. It used to keep
+// X-Backend, so a backend could show the client a name of its choosing.
+func TestInterimResponseFieldsDropped(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: foo\r\nFoo: bar\r\nX-Backend: evil\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nX-Backend: evil\r\nContent-Length: 2\r\n\r\nok")
+	})
+	p := startProxy(t, []string{be}, nil)
+	conn := dialProxy(t, p)
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	interim, err := readHead(br)
+	if err != nil {
+		t.Fatalf("interim head: %q, %v", interim, err)
+	}
+	final, err := readHead(br)
+	if err != nil {
+		t.Fatalf("final head: %q, %v", final, err)
+	}
+	if !strings.HasPrefix(interim, "HTTP/1.1 103 ") || !strings.Contains(interim, "\r\nLink: </a.css>; rel=preload\r\n") {
+		t.Fatalf("interim head %q, want the 103 with its Link", interim)
+	}
+	for _, bad := range []string{"evil", "Foo:", "Connection:"} {
+		if strings.Contains(interim, bad) {
+			t.Errorf("interim head %q contains %q", interim, bad)
+		}
+	}
+	if !strings.HasPrefix(final, "HTTP/1.1 200 ") || strings.Contains(final, "evil") || !strings.Contains(final, "\r\nX-Backend: "+be+"\r\n") {
+		t.Errorf("final head %q, want a 200 with pace's X-Backend only", final)
+	}
+}

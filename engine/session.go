@@ -138,6 +138,9 @@ var (
 	dropReqTrusted10 = []string{"X-Proxy", "X-Forwarded-For", "Expect"}
 	// A backend's own X-Backend would reach the client beside pace's.
 	dropResp = []string{"X-Backend"}
+	// interimOpts writes a 1xx head: hop-by-hop fields and dropResp go,
+	// as from a final head, and pace adds nothing.
+	interimOpts = codec.HeadOptions{Drop: dropResp}
 )
 
 // newSession starts serving a client connection. Loop.

@@ -370,7 +370,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 					return gnet.None
 				}
 				if s.minor >= 1 {
-					h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, nil)
+					h := codec.AppendResponseHead(s.lp.head[:0], &s.resp, &interimOpts)
 					s.lp.head = h[:0]
 					if !s.writeClient(h) {
 						return gnet.None
