@@ -20,6 +20,9 @@ var browserHead = []byte("GET /static/app/main.3f2a9c.js?v=1700000000 HTTP/1.1\r
 	"Content-Length: 0\r\n" +
 	"\r\n")
 
+// absQuery's origin form "/?v=1" is built in the Request's scratch.
+var absQuery = []byte("GET http://www.example.com?v=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+
 var typicalResponse = []byte("HTTP/1.1 200 OK\r\n" +
 	"Date: Mon, 27 Jul 2025 12:28:53 GMT\r\n" +
 	"Server: nginx/1.25.3\r\n" +
@@ -52,6 +55,7 @@ func TestParseZeroAlloc(t *testing.T) {
 		f    func()
 	}{
 		{"Request.Parse", func() { r.Parse(browserHead, nil) }},
+		{"Request.Parse absolute-form query", func() { r.Parse(absQuery, nil) }},
 		{"Request.Get", func() { r.Get("Content-Length"); r.Get("transfer-encoding"); r.Get("Host") }},
 		{"Response.Parse", func() { resp.Parse(typicalResponse, nil, false) }},
 		{"Body.Step length", func() { b.Reset(r.Body, ModeForward); b.Step(dst[:0], browserHead) }},

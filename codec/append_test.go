@@ -52,6 +52,12 @@ func TestAppendRequestHead(t *testing.T) {
 			want: "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
 		},
 		{
+			// RFC 9112 section 3.2.1: an empty path is sent as "/".
+			name: "absolute form with a query and no path",
+			in:   "GET http://b.example:8080?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+			want: "GET /?q=1 HTTP/1.1\r\nHost: b.example:8080\r\n\r\n",
+		},
+		{
 			name: "drop underscore names",
 			in:   "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\nmy_key: k\r\n\r\n",
 			opts: &HeadOptions{DropUnderscore: true},

@@ -37,11 +37,13 @@ type Request struct {
 	// itself, except for absolute-form where it is the path and query
 	// ("/" when the target has none). Nil before Parse.
 	Path []byte
+
+	pathBuf []byte // scratch for a Path that is no sub-slice of the input
 }
 
-// Reset empties r, keeping the capacity of Fields.
+// Reset empties r, keeping the capacity of Fields and of its scratch.
 func (r *Request) Reset() {
-	*r = Request{Fields: r.Fields[:0], XFF: -1}
+	*r = Request{Fields: r.Fields[:0], XFF: -1, pathBuf: r.pathBuf[:0]}
 }
 
 // Get returns the value of the first field named name (ASCII
@@ -226,9 +228,10 @@ func (r *Request) checkTargetForm() error {
 	case a == len(rest):
 		r.Path = slash
 	case rest[a] == '?':
-		// "http://h?q": its origin-form "/?q" is no sub-slice of the input;
-		// refused rather than allocated (no client sends it).
-		return ErrBadRequestLine
+		// "http://h?q": path-abempty is empty, and its origin form is
+		// "/?q" (RFC 9112 section 3.2.1), no sub-slice of the input.
+		r.pathBuf = append(append(r.pathBuf[:0], '/'), rest[a:]...)
+		r.Path = r.pathBuf
 	default:
 		r.Path = rest[a:]
 	}

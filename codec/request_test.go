@@ -92,7 +92,6 @@ var requestCases = []reqCase{
 	{name: "host ipv6 no port", in: "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", method: "GET", target: "/", host: "[fe80::1%25eth0]", minor: 1, keepAlive: true},
 	bad("absolute form ftp", "GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
 	bad("absolute form empty host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
-	bad("absolute form query no path", "GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n", ErrBadRequestLine),
 	{name: "extension method", in: "PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n", method: "PROPFIND", target: "/d", host: "a", minor: 1, keepAlive: true},
 	{name: "empty host", in: "GET / HTTP/1.1\r\nHost:\r\n\r\n", method: "GET", target: "/", host: "", minor: 1, keepAlive: true},
 	{name: "ipv6 host", in: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", method: "GET", target: "/", host: "[::1]:8080", minor: 1, keepAlive: true},
@@ -331,6 +330,12 @@ func TestRequestPath(t *testing.T) {
 		// (RFC 9112 section 3.2.4).
 		{"OPTIONS http://a.example:8001 HTTP/1.1\r\nHost: a\r\n\r\n", "*"},
 		{"OPTIONS http://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", "/"},
+		// An empty path before a query is sent as "/" (RFC 9112
+		// section 3.2.1), for OPTIONS too (section 3.2.4: "*" only
+		// without a query).
+		{"GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n", "/?x"},
+		{"GET http://a.example:8080? HTTP/1.1\r\nHost: a\r\n\r\n", "/?"},
+		{"OPTIONS http://a.example?x HTTP/1.1\r\nHost: a\r\n\r\n", "/?x"},
 	} {
 		var r Request
 		if _, err := r.Parse([]byte(tc.in), nil); err != nil || string(r.Path) != tc.want {
