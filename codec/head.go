@@ -344,6 +344,11 @@ func (h *headInfo) observeTE(value []byte) error {
 		tok, v = nextToken(v)
 		switch {
 		case len(tok) == 0:
+			// RFC 9110 section 5.6.1.2 asks recipients to ignore empty
+			// list elements, but "chunked," is refused on purpose: this
+			// field decides framing, net/http refuses it and nginx
+			// answers 501, so a proxy in front of or behind pace could
+			// frame the message differently (RFC 9112 section 11.2).
 			return ErrBadTransferEncoding
 		case eqFold(tok, "chunked"):
 			if h.teChunked {
