@@ -785,12 +785,12 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 			// retry_timeout bounds the whole request, not each attempt.
 			e.logf(levelDebug, "not retried: retry_timeout has passed", "backend", s.be.Addr, "client", s.ip, "status", status)
 		} else if s.connect(stale) {
-			// No backend left to try: the answer is this failure's (a
-			// dial timeout stays 504), not "no backend".
 			e.met.Retries.Inc()
 			return
 		}
 	}
+	// Not retried, or no backend left to try: the answer is this
+	// failure's (a dial timeout stays 504), not "no backend".
 	s.fail(status, reason, body)
 }
 
