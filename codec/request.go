@@ -46,6 +46,12 @@ func (r *Request) Reset() {
 	*r = Request{Fields: r.Fields[:0], XFF: -1, pathBuf: r.pathBuf[:0]}
 }
 
+// Release drops the scratch r owns (the origin form built for an
+// absolute-form target with a query and no path) and Path, which may
+// point into it, for a caller that keeps r idle. Parse works as before
+// afterwards. It does not allocate.
+func (r *Request) Release() { r.Path, r.pathBuf = nil, nil }
+
 // Get returns the value of the first field named name (ASCII
 // case-insensitive), or nil. It does not allocate.
 func (r *Request) Get(name string) []byte { return getField(r.Fields, name) }

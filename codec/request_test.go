@@ -343,3 +343,20 @@ func TestRequestPath(t *testing.T) {
 		}
 	}
 }
+
+// Release drops the origin form Parse built for "http://h?q", and Parse
+// builds it again afterwards.
+func TestRequestRelease(t *testing.T) {
+	var r Request
+	in := []byte("GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, err := r.Parse(in, nil); err != nil || string(r.Path) != "/?x" || cap(r.pathBuf) == 0 {
+		t.Fatalf("Parse(%q): Path %q, scratch cap %d, %v", in, r.Path, cap(r.pathBuf), err)
+	}
+	r.Release()
+	if r.Path != nil || r.pathBuf != nil {
+		t.Fatalf("after Release: Path %q, scratch cap %d, want none", r.Path, cap(r.pathBuf))
+	}
+	if _, err := r.Parse(in, nil); err != nil || string(r.Path) != "/?x" {
+		t.Fatalf("Parse(%q) after Release: Path %q, %v", in, r.Path, err)
+	}
+}

@@ -255,8 +255,9 @@ func (lp *loop) takeSession() *session {
 // queued on the loop, which would find the new client's session. Until taken,
 // s stays dead, as every stale reference expects, and untouched. A spare
 // holds at most maxSpareBytes in each of its target and replay buffers
-// (the reset drops replay) and nothing read while parked: its request
-// fields may point into that. Loop.
+// (the reset drops replay), no request path scratch (recycle releases
+// it) and nothing read while parked: its request fields may point into
+// that. Loop.
 func (lp *loop) putSession(s *session) {
 	if s.watched || s.cl.resuming || cap(s.cl.pend) > 0 ||
 		cap(s.target) > maxSpareBytes || cap(s.replay) > maxSpareBytes ||

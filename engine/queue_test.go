@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -396,5 +397,51 @@ func TestClosedSessionKeepsItsFieldsUntilReused(t *testing.T) {
 	}
 	if get != scrapes-1 || head != 20 {
 		t.Errorf("HEAD /metrics with failed writes counted %v times as HEAD and %v as GET, want 20 and %v (the scrapes)", head, get, scrapes-1)
+	}
+}
+
+// A spare session keeps no request path scratch: "GET http://h?q" makes
+// the Request build its origin form "/?q" in a buffer of its own, up to
+// max_uri_size, and up to 256 spares per loop would each hold one until
+// reused (putSession bounds the other buffers a spare keeps).
+func TestSpareSessionHoldsNoPathScratch(t *testing.T) {
+	be := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{be.addr()}, func(o *Options) { o.Server.Workers = 1 })
+	// All open at once, so that each has its own session.
+	const clients = 4
+	var conns []net.Conn
+	for i := 0; i < clients; i++ {
+		conns = append(conns, dialProxy(t, p))
+	}
+	for _, c := range conns {
+		io.WriteString(c, "GET http://h?"+strings.Repeat("a", 4000)+" HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("response: %v, %v; want 200", resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		spares, held := 0, 0
+		p.e.eachWait(func(lp *loop) {
+			spares = len(lp.spareSessions)
+			for _, s := range lp.spareSessions {
+				held += cap(s.req.Path)
+			}
+		}, 5*time.Second)
+		if spares >= clients {
+			if held != 0 {
+				t.Fatalf("%d spare sessions hold %d bytes of request path", spares, held)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spare sessions after %d closed clients, want %d", spares, clients, clients)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

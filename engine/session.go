@@ -936,6 +936,7 @@ func (s *session) recycle() {
 	lp.putBytes(s.xff)
 	lp.putBytes(s.ip)
 	s.req.Fields, s.resp.Fields = nil, nil
+	s.req.Release() // a spare keeps no path scratch (up to max_uri_size) until reused
 	s.head, s.xff, s.ip = nil, nil, nil
 }
 
