@@ -74,10 +74,10 @@
 // # Keys
 //
 // A [Key] is 16 bytes: IPv4 addresses (and IPv4-mapped IPv6 peers) as
-// ::ffff:a.b.c.d, IPv6 addresses as is, and header values as a 128-bit hash
-// seeded per process (so nobody can precompute collisions). An IPv6
-// address is keyed by its first ipv6_prefix bits (default 64, the least
-// a subscriber is given; 128 keys each address apart).
+// ::ffff:a.b.c.d, IPv6 addresses cut to their first ipv6_prefix bits
+// (default 64, the least a subscriber is given; 128 keys each address
+// apart), and header values as a 128-bit hash seeded per process (so
+// nobody can precompute collisions).
 //
 // The client address is the TCP peer unless the peer is in trusted_proxies;
 // then it is the rightmost X-Forwarded-For element that is not itself a
