@@ -19,6 +19,7 @@ package gnet
 
 import (
 	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -38,7 +39,16 @@ func (c *conn) processIO(_ int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 			return el.read(c)
 		}
 		c.outboundBuffer.Release() // don't bother to write to a connection that is already broken
-		return el.close(c, io.EOF)
+		// pace: EPOLLERR is a pending socket error, a reset most often:
+		// report it, or a peer that reset mid-response would pass for
+		// one that ended it cleanly.
+		var err error = io.EOF
+		if ev&unix.EPOLLERR != 0 {
+			if e, gerr := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && e != 0 {
+				err = os.NewSyscallError("read", unix.Errno(e))
+			}
+		}
+		return el.close(c, err)
 	}
 	// Secondly, check for EPOLLOUT before EPOLLIN, the former has a higher priority
 	// than the latter regardless of the aliveness of the current connection:

@@ -15,6 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 )
 
 // pauseHandler counts what it reads and hands each opened connection to
@@ -239,5 +243,49 @@ func TestPacePausedConnHalfClosed(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a paused connection shut down on both sides was not closed")
+	}
+}
+
+// A peer's reset that epoll reports as EPOLLERR|EPOLLHUP without
+// EPOLLIN, on a connection that is not paused, closes it with the reset's
+// error, not io.EOF: a backend that reset mid-response would otherwise
+// pass for one that ended a close-delimited response cleanly. epoll
+// usually reports EPOLLIN with the error, so the test resets the peer and
+// calls processIO with only the error events, on the loop.
+func TestPaceErrorEventReportsReset(t *testing.T) {
+	h, addr := startPause(t)
+	cl, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-h.conns
+	onLoop(t, c, func() error {
+		_ = cl.(*net.TCPConn).SetLinger(0)
+		_ = cl.Close() // RST
+		pc := c.(*conn)
+		// Wait for the reset without reading SO_ERROR, which would
+		// consume it: the socket is then in TCP_CLOSE.
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+			info, err := unix.GetsockoptTCPInfo(pc.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil {
+				return err
+			}
+			if info.State == 7 { // TCP_CLOSE
+				break
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the reset did not arrive")
+			}
+		}
+		_ = pc.processIO(pc.fd, netpoll.ErrEvents, 0)
+		return nil
+	})
+	select {
+	case err := <-h.closed:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("a connection whose peer reset (EPOLLERR|EPOLLHUP) closed with %v, want ECONNRESET", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not closed")
 	}
 }
