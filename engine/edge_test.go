@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pace-proxy/pace/metrics"
 )
 
 // Edge cases of this package's own bookkeeping, each found by a review:
@@ -332,5 +334,46 @@ func TestInterimResponseFieldsDropped(t *testing.T) {
 	}
 	if !strings.HasPrefix(final, "HTTP/1.1 200 ") || strings.Contains(final, "evil") || !strings.Contains(final, "\r\nX-Backend: "+be+"\r\n") {
 		t.Errorf("final head %q, want a 200 with pace's X-Backend only", final)
+	}
+}
+
+// A backend whose bad chunking comes in the same read as its response
+// head has sent the client nothing yet (the head waits for the first body
+// bytes), so the client gets 502, as for a bad head, and its connection
+// goes on. It used to be reset with no answer at all.
+func TestBadChunkBeforeAnythingSentIs502(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(h, "GET /good") {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"+strings.Repeat("x", 1000)+"\r\nzz\r\n")
+			return
+		}
+	})
+	p := startProxy(t, []string{be}, nil)
+	conn := dialProxy(t, p)
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /bad HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET /bad: %v, want a 502", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 502 {
+		t.Fatalf("GET /bad: status %d, want 502", resp.StatusCode)
+	}
+	io.WriteString(conn, "GET /good HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err = http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /good on the same connection: %v, %v; want 200", resp, err)
+	}
+	if n := p.e.met.UpstreamErrors(0, metrics.ErrBadResponse); n != 1 {
+		t.Fatalf("bad_response errors: %d, want 1", n)
 	}
 }

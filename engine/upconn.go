@@ -395,6 +395,14 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			continue
 		}
 		out, n, done, err := s.respBody.Step(s.lp.scratch[:0], in)
+		if err != nil && s.headQueued {
+			// Nothing of this response has reached the client yet: its
+			// head waits for the first body bytes. So the client gets
+			// 502, as for a bad head, not a reset with nothing.
+			s.headQueued, s.headDone = false, false
+			s.badResponse(err)
+			return gnet.None
+		}
 		if err != nil {
 			e.met.UpstreamError(s.be.Index, metrics.ErrBadResponse)
 			e.logf(levelWarn, "bad response body from backend", "backend", s.be.Addr, "err", err)
