@@ -640,3 +640,80 @@ func TestRetryTimeoutBoundsFailover(t *testing.T) {
 		}
 	}
 }
+
+// A client that sends Expect: 100-continue waits for the backend's 100
+// before it sends its body (RFC 9110 section 10.1.1). A backend that
+// sends nothing is the one at fault when response_timeout passes: an
+// idempotent PUT goes to the other backend, which asks for the body and
+// gets it; a POST gets 504. Both used to get 408 "the request body did
+// not arrive in time", blamed on the client, with no retry and nothing
+// counted against the backend.
+func TestExpectContinueSilentBackendIsNotTheClientsFault(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	silent := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		<-hold
+	})
+	good := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if !strings.Contains(h, "\r\nExpect: 100-continue\r\n") {
+				io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+			body := make([]byte, 5)
+			if _, err := io.ReadFull(br, body); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ngot:"+string(body))
+		}
+	})
+	p := startProxy(t, []string{silent, good}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.FailThreshold = 100 // never skipped
+		o.Upstreams.ResponseTimeout = dur(300 * time.Millisecond)
+	})
+	// send does what curl does: the head, then the body only after a 100.
+	send := func(method string) int {
+		conn := dialProxy(t, p)
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, method+" / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		if resp.StatusCode == 100 {
+			io.WriteString(conn, "hello")
+			if resp, err = http.ReadResponse(br, nil); err != nil {
+				t.Fatalf("%s after 100: %v", method, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == 200 && string(b) != "got:hello" {
+				t.Fatalf("%s: body %q, want got:hello", method, b)
+			}
+		}
+		return resp.StatusCode
+	}
+	puts, posts := map[int]int{}, map[int]int{}
+	for i := 0; i < 2; i++ {
+		puts[send("PUT")]++
+	}
+	for i := 0; i < 2; i++ {
+		posts[send("POST")]++
+	}
+	if puts[200] != 2 || posts[200] != 1 || posts[504] != 1 {
+		t.Fatalf("PUTs %v, POSTs %v; want 2 x 200, and 200 + 504", puts, posts)
+	}
+	if n := p.e.met.UpstreamErrors(0, metrics.ErrTimeout); n != 2 {
+		t.Fatalf("timeouts counted against the silent backend: %d, want 2", n)
+	}
+}

@@ -1027,7 +1027,11 @@ func (s *session) expired(now int64) {
 			s.abort()
 			return
 		}
-		if !s.reqDone && !s.stallBody {
+		// A client that sent Expect: 100-continue and none of its body
+		// waits for the backend's 100 (RFC 9110 section 10.1.1), and a
+		// backend that sends nothing at all is the one at fault.
+		waits100 := !s.reqDone && s.req.Expect100 && !s.respStarted && s.replayOK && len(s.replay) == 0
+		if !s.reqDone && !s.stallBody && !waits100 {
 			// The client stopped sending its request body, and the
 			// backend may be waiting for it: the client's fault, not
 			// the backend's (nginx: client_body_timeout, 408).
@@ -1038,12 +1042,13 @@ func (s *session) expired(now int64) {
 		e.met.UpstreamError(be.Index, metrics.ErrTimeout)
 		e.bal.Failure(be, now)
 		e.logf(levelWarn, "backend timed out", "backend", be.Addr, "client", s.ip)
-		if s.reqDone {
+		if s.reqDone || waits100 {
 			// No response head has reached the client: an idempotent
 			// request goes to another backend (retryOrFail's rules), as
 			// nginx's default proxy_next_upstream "error timeout" does.
 			// The backend may still be working on it, so a request
-			// that is not idempotent gets the 504.
+			// that is not idempotent gets the 504. A client waiting for
+			// a 100 sends its body to the next backend.
 			if up := s.up; up != nil {
 				s.up = nil
 				up.kill()
