@@ -79,6 +79,7 @@ type session struct {
 	gen        uint32 // dial generation: a dial's outcome counts only if it still matches
 	scanned    int32  // bytes of the partial head already looked at
 	sendMark   int32  // client output queued when the dlSend deadline was set
+	upMark     int32  // request bytes queued to the backend after the last body write burst (0: not taken)
 	deadline   int64
 
 	// current request
@@ -525,7 +526,7 @@ func (s *session) attach(up *upconn) {
 	s.up = up
 	up.s = s
 	s.st = stExchange
-	s.headDone, s.respStarted = false, false
+	s.headDone, s.respStarted, s.upMark = false, false, 0
 	if !up.write(s.head) || s.up != up {
 		return
 	}
@@ -555,6 +556,7 @@ func (s *session) pumpBody() {
 			// backend drained.
 			if !s.stallBody {
 				s.stallBody = true
+				s.upMark = upQueued(up)
 				s.watch()
 			}
 			return
@@ -598,6 +600,11 @@ func (s *session) pumpBody() {
 		}
 		if done {
 			s.reqDone = true
+			if !s.replayOK || up.c.OutboundBuffered() > 0 {
+				// A body over 64 KiB may sit in the socket for a
+				// while (see expired).
+				s.upMark = upQueued(up)
+			}
 			return
 		}
 		if n == 0 {
@@ -1021,6 +1028,19 @@ func (s *session) expired(now int64) {
 		s.abort()
 	case dlResponse:
 		be := s.be
+		if !s.headDone && s.upMark > 0 && s.up != nil {
+			// response_timeout runs from pace's last body write, but
+			// up to 4 MiB of body may still wait in the socket, and the
+			// kernel wakes pace to write more only once a third of it
+			// is free: a backend that reads a large body slowly but
+			// steadily has not stalled while what is queued for it
+			// keeps shrinking.
+			if q := upQueued(s.up); q >= 0 && q < s.upMark {
+				s.upMark = q
+				s.setDeadline(dlResponse, e.respTO)
+				return
+			}
+		}
 		if s.headDone {
 			e.logf(levelWarn, "backend stalled mid-response", "backend", be.Addr, "client", s.ip)
 			e.met.UpstreamError(be.Index, metrics.ErrTimeout)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pace-proxy/pace/metrics"
 )
 
 // Clients that send faster than they read: pipelined requests behind a
@@ -316,5 +318,53 @@ func TestSlowReaderGetsTailPastIdleTimeout(t *testing.T) {
 			t.Errorf("%q: got %d of %d bytes, want all of them", req, got, size)
 		}
 		conn.Close()
+	}
+}
+
+// A backend that reads a large upload slowly but steadily has not
+// stalled. pace writes more body only when the kernel wakes it, once a
+// third of a send buffer of up to 4 MiB is free, so the gap between two
+// writes can pass response_timeout while the backend reads all along: it
+// got 504, and a mark against it. response_timeout now restarts while the
+// socket's send queue shrinks.
+func TestSlowSteadyUploadIsNotATimeout(t *testing.T) {
+	const size = 4 << 20
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		buf := make([]byte, 16<<10)
+		got := 0
+		for got < size {
+			n, err := br.Read(buf)
+			got += n
+			if err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // about 1.6 MiB/s
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.Itoa(got)), got)
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.ResponseTimeout = dur(100 * time.Millisecond)
+	})
+	conn := dialProxy(t, p)
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		io.WriteString(conn, fmt.Sprintf("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+		conn.Write(make([]byte, size))
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != strconv.Itoa(size) {
+		t.Fatalf("upload of %d bytes to a backend reading it at ~1.6 MiB/s: %d %q, want 200 %d", size, resp.StatusCode, b, size)
+	}
+	if n := p.e.met.UpstreamErrors(0, metrics.ErrTimeout); n != 0 {
+		t.Fatalf("timeouts counted against the backend: %d, want 0", n)
 	}
 }
