@@ -342,20 +342,13 @@ func TestInterimResponseFieldsDropped(t *testing.T) {
 // bytes), so the client gets 502, as for a bad head, and its connection
 // goes on. It used to be reset with no answer at all.
 func TestBadChunkBeforeAnythingSentIs502(t *testing.T) {
-	be := rawBackend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			h, err := readHead(br)
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(h, "GET /good") {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				continue
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"+strings.Repeat("x", 1000)+"\r\nzz\r\n")
-			return
+	be := headsBackend(t, func(c net.Conn, _ *bufio.Reader, h string) bool {
+		if strings.HasPrefix(h, "GET /good") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return true
 		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"+strings.Repeat("x", 1000)+"\r\nzz\r\n")
+		return false
 	})
 	p := startProxy(t, []string{be}, nil)
 	conn := dialProxy(t, p)

@@ -657,24 +657,18 @@ func TestExpectContinueSilentBackendIsNotTheClientsFault(t *testing.T) {
 		}
 		<-hold
 	})
-	good := rawBackend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			h, err := readHead(br)
-			if err != nil {
-				return
-			}
-			if !strings.Contains(h, "\r\nExpect: 100-continue\r\n") {
-				io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
-			body := make([]byte, 5)
-			if _, err := io.ReadFull(br, body); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ngot:"+string(body))
+	good := headsBackend(t, func(c net.Conn, br *bufio.Reader, h string) bool {
+		if !strings.Contains(h, "\r\nExpect: 100-continue\r\n") {
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+			return false
 		}
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		body := make([]byte, 5)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return false
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ngot:"+string(body))
+		return true
 	})
 	p := startProxy(t, []string{silent, good}, func(o *Options) {
 		o.Server.Workers = 1

@@ -156,6 +156,22 @@ func rawBackend(t testing.TB, serve func(c net.Conn)) string {
 	return l.Addr().String()
 }
 
+// headsBackend is a raw backend that reads the request heads on each
+// connection one after another and calls answer with each: answer writes
+// what it wants on c (reading any body from br), and returns false to be
+// done with the connection.
+func headsBackend(t testing.TB, answer func(c net.Conn, br *bufio.Reader, head string) bool) string {
+	return rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			h, err := readHead(br)
+			if err != nil || !answer(c, br, h) {
+				return
+			}
+		}
+	})
+}
+
 // readHead reads one request head from br (for raw backends).
 func readHead(br *bufio.Reader) (string, error) {
 	var sb strings.Builder

@@ -281,19 +281,12 @@ func TestBodyTailAfterBackendUnpark(t *testing.T) {
 // response_timeout.
 func TestBackendEOFWhileClientParked(t *testing.T) {
 	var n atomic.Int32
-	be := rawBackend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			h, err := readHead(br)
-			if err != nil {
-				return
-			}
-			if n.Add(1) == 1 {
-				return // first request: close without answering
-			}
-			_ = h
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	be := headsBackend(t, func(c net.Conn, _ *bufio.Reader, _ string) bool {
+		if n.Add(1) == 1 {
+			return false // first request: close without answering
 		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
 	})
 	p := startProxy(t, []string{be}, func(o *Options) {
 		o.Server.BufferLimit = 4096
@@ -356,19 +349,13 @@ func TestHeadSplitAcrossParkIsBounded(t *testing.T) {
 func TestParkedPipelinedClientGetsErrorThenTheRest(t *testing.T) {
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
-	addr := rawBackend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			h, err := readHead(br)
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(h, "GET /hang") {
-				<-hold
-				return
-			}
-			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	addr := headsBackend(t, func(c net.Conn, _ *bufio.Reader, h string) bool {
+		if strings.HasPrefix(h, "GET /hang") {
+			<-hold
+			return false
 		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		return true
 	})
 	p := startProxy(t, []string{addr}, func(o *Options) {
 		o.Server.BufferLimit = 4096
