@@ -600,7 +600,7 @@ func (s *session) pumpBody() {
 		}
 		if done {
 			s.reqDone = true
-			if !s.replayOK || up.c.OutboundBuffered() > 0 {
+			if !s.replayOK || up.c != nil && up.c.OutboundBuffered() > 0 {
 				// A body over 64 KiB may sit in the socket for a
 				// while (see expired).
 				s.upMark = upQueued(up)
