@@ -425,11 +425,11 @@ func printConfig(path string, fc *fileConfig) {
 		a, _ := upstream.ParseBackend(b)
 		fmt.Printf("  backend       %s\n", a)
 	}
+	within := ""
 	if rt := time.Duration(fc.Upstreams.RetryTimeout); rt != 0 {
-		fmt.Printf("  max_retries   %d (within retry_timeout %v)\n", fc.Upstreams.Retries(), rt)
-	} else {
-		fmt.Printf("  max_retries   %d\n", fc.Upstreams.Retries())
+		within = fmt.Sprintf(" (within retry_timeout %v)", rt)
 	}
+	fmt.Printf("  max_retries   %d%s\n", fc.Upstreams.Retries(), within)
 	if rl.IsEnabled() {
 		fmt.Printf("  rate_limit    %d requests per %ds, key %s (IPv6 per /%d), %d trusted proxies\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, rl.IPv6Prefix, len(rl.TrustedProxies))
 	} else {

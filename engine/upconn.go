@@ -395,18 +395,8 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			continue
 		}
 		out, n, done, err := s.respBody.Step(s.lp.scratch[:0], in)
-		if err != nil && s.headQueued {
-			// Nothing of this response has reached the client yet: its
-			// head waits for the first body bytes. So the client gets
-			// 502, as for a bad head, not a reset with nothing.
-			s.headQueued, s.headDone = false, false
-			s.badResponse(err)
-			return gnet.None
-		}
 		if err != nil {
-			e.met.UpstreamError(s.be.Index, metrics.ErrBadResponse)
-			e.logf(levelWarn, "bad response body from backend", "backend", s.be.Addr, "err", err)
-			s.abort()
+			s.badResponse(err)
 			return gnet.None
 		}
 		w := out
@@ -615,9 +605,14 @@ func (s *session) badResponse(err error) {
 		s.up.kill()
 		s.up = nil
 	}
-	if s.headDone {
+	if s.headDone && !s.headQueued {
+		// Some of the response has reached the client: only a reset
+		// tells it the response is cut.
 		s.abort()
 		return
 	}
+	// Nothing has: a head still queued for the first body bytes (bad
+	// chunking in the same read) is dropped for the 502.
+	s.headQueued, s.headDone = false, false
 	s.fail(502, "Bad Gateway", "502 Bad Gateway: the backend sent an invalid response\n")
 }
