@@ -101,7 +101,8 @@
 //
 // A Limiter is used by every event loop at once. Keys are spread over a
 // power-of-two number of shards (default: the smallest power of two >=
-// 16*GOMAXPROCS) by a seeded multiply-mix of the 16 key bytes; each shard has
+// 16*GOMAXPROCS) by a seeded two-round multiply-mix of the 16 key bytes (so
+// that consecutive addresses spread too); each shard has
 // its own sync.Mutex, table and slab, padded to its own cache lines. Allow
 // holds one shard mutex for a bounded amount of work (N or 17 words, plus
 // 2 swept slots, 64 more when the shard is full) and does not allocate for
