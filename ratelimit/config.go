@@ -64,7 +64,8 @@ type Config struct {
 	// address apart, as nginx's $binary_remote_addr does. IPv4 addresses
 	// are always keyed whole.
 	IPv6Prefix int `toml:"ipv6_prefix"`
-	// MaxKeys caps the number of tracked keys. Zero means 1,000,000.
+	// MaxKeys caps the number of tracked keys (a shard holding none may
+	// take one more, so at most MaxKeys + Shards). Zero means 1,000,000.
 	MaxKeys int `toml:"max_keys"`
 	// Shards is the number of independently locked shards; it must be a
 	// power of two. Zero means the smallest power of two >= 16*GOMAXPROCS

@@ -54,7 +54,11 @@
 // counts them) and the new key takes a freed place. If none has expired,
 // the key among those 64 that expires soonest (the one whose counted
 // requests are oldest) is dropped and the new key takes its place
-// ([Limiter.Dropped] counts them), as nginx's limit_req drops its least
+// ([Limiter.Dropped] counts them; in a sparse shard whose 64 slots are all
+// free, the first key further back). A shard holding no key at all takes
+// the new one over the cap, so the count may exceed max_keys by at most one
+// per shard; admitted untracked, that client would go unlimited for as
+// long as the table stays full. This is as nginx's limit_req drops its least
 // recently used entry and HAProxy's stick tables their oldest. Denying the
 // new key instead would let whoever fills the table (an IPv6 client
 // rotating addresses, or a header key) shut every new client out for a

@@ -253,10 +253,7 @@ func (l *Limiter) allowLocked(s *shard, k *Key, h uint32, now int64) Decision {
 
 	idx, ok := s.idx.find(h, k, s.data, l.stride)
 	if !ok {
-		var d Decision
-		if idx, ok = l.insert(s, k, h, now, &d); !ok {
-			return d
-		}
+		idx = l.insert(s, k, h, now)
 	}
 	var d Decision
 	if l.exact {
@@ -273,10 +270,12 @@ func (l *Limiter) allowLocked(s *shard, k *Key, h uint32, now int64) Decision {
 // drops the live key among them that expires soonest, the one whose
 // requests are oldest, as nginx's limit_req drops its least recently used
 // entry. Denying new keys instead would let whoever fills the table shut
-// every new client out. It returns false, with an admitting decision in d,
-// only when the shard holds no key to drop (the others hold them all): the
-// request is then admitted untracked.
-func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (uint32, bool) {
+// every new client out. A shard that holds no key at all (the others hold
+// them all) takes the new one over max_keys: admitting it untracked would
+// leave its client unlimited for as long as the table stays full. That
+// happens only to an empty shard, so the count exceeds max_keys by at most
+// one per shard. It returns the new key's slot.
+func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64) uint32 {
 	if l.keys.Add(1) > l.maxKeys {
 		l.keys.Add(-1)
 		freed := l.sweep(s, now, fullProbe)
@@ -285,12 +284,12 @@ func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (ui
 			if freed > 0 {
 				l.keys.Add(-1)
 			}
-			if !l.dropSoonest(s, now) {
-				*d = Decision{Allowed: true, Limit: int(l.limit), Remaining: int(l.limit) - 1}
-				return 0, false
+			if l.dropSoonest(s, now) {
+				s.dropped.Add(1)
+				// The new key takes the dropped key's place in the count.
+			} else {
+				l.keys.Add(1) // an empty shard: over max_keys, see above
 			}
-			s.dropped.Add(1)
-			// The new key takes the dropped key's place in the count.
 		}
 	}
 	var idx uint32
@@ -308,15 +307,20 @@ func (l *Limiter) insert(s *shard, k *Key, h uint32, now int64, d *Decision) (ui
 	*s.key(idx, l.stride) = *k
 	s.idx.insert(h, idx)
 	s.live++
-	return idx, true
+	return idx
 }
 
 // dropSoonest releases the key, among the fullProbe slots before the hand,
 // that expires soonest, leaving the key count to the key that takes its
-// place. It returns false if none of them holds a key.
+// place. If none of them holds a key it releases the first one further
+// back (a sparse shard: up to a scan of its slots). It returns false only
+// when the shard holds no key.
 func (l *Limiter) dropSoonest(s *shard, now int64) bool {
+	if s.live == 0 {
+		return false
+	}
 	best, bestAt, found := uint32(0), int64(0), false
-	for j, i := 0, s.hand; j < fullProbe && j < int(s.nslots); j++ {
+	for j, i := 0, s.hand; j < int(s.nslots) && (j < fullProbe || !found); j++ {
 		if i == 0 {
 			i = s.nslots
 		}

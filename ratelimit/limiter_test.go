@@ -414,6 +414,76 @@ func TestMaxKeys(t *testing.T) {
 	}
 }
 
+// A new key is tracked even when the table is full and its own shard has no
+// key to give up: admitted untracked, its client would be unlimited for as
+// long as the table stays full.
+func TestMaxKeysNewKeyAlwaysTracked(t *testing.T) {
+	// Every key in other shards: 64 keys, 64 shards.
+	l, _ := newTest(t, Config{MaxRequests: 1, WindowSeconds: 60, MaxKeys: 64, Shards: 64})
+	for i := 0; i < 64; i++ {
+		l.Allow(KeyFromAddr(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})))
+	}
+	escaped := 0
+	for v := 0; v < 500; v++ {
+		if admittedOf(l, KeyFromAddr(netip.AddrFrom4([4]byte{192, 0, byte(v >> 8), byte(v)})), 5) > 1 {
+			escaped++
+		}
+		if n := l.Keys(); n > 64+64 {
+			t.Fatalf("Keys() = %d, want <= max_keys + shards = 128", n)
+		}
+	}
+	if escaped > 0 {
+		t.Errorf("empty shards: %d of 500 new clients had more than max_requests = 1 of 5 back-to-back requests admitted, want 0", escaped)
+	}
+
+	// A sparse shard: its live keys lie beyond the fullProbe slots before
+	// the hand, which are all free.
+	l, _ = newTest(t, Config{MaxRequests: 1, WindowSeconds: 60, MaxKeys: 100, Shards: 2})
+	inShard := func(want uint64, from int) (Key, int) {
+		for i := from; ; i++ {
+			k := KeyFromAddr(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}))
+			if l.hash(&k)>>l.shift == want {
+				return k, i + 1
+			}
+		}
+	}
+	next := 0
+	var k Key
+	for i := 0; i < 100; i++ {
+		k, next = inShard(0, next)
+		l.Allow(k)
+	}
+	s0 := &l.shards[0]
+	if s0.nslots != 100 {
+		t.Fatalf("shard 0 has %d slots, want 100", s0.nslots)
+	}
+	for i := uint32(0); i < 98; i++ { // keep slots 98 and 99
+		l.release(s0, i)
+		l.keys.Add(-1)
+	}
+	for i := 0; i < 98; i++ {
+		k, next = inShard(1, next)
+		l.Allow(k)
+	}
+	s0.hand = 0 // Allow sweeps the fullProbe slots from here, then looks back over them
+	k, _ = inShard(0, next)
+	if n := admittedOf(l, k, 5); n != 1 || l.Keys() != 100 {
+		t.Errorf("sparse shard: new key admitted %d of 5 back-to-back requests with max_requests = 1, Keys() = %d; want 1 and 100 (a key dropped for it)", n, l.Keys())
+	}
+}
+
+// admittedOf sends n requests for k at the same instant and counts the
+// admitted ones.
+func admittedOf(l *Limiter, k Key, n int) int {
+	admitted := 0
+	for i := 0; i < n; i++ {
+		if l.Allow(k).Allowed {
+			admitted++
+		}
+	}
+	return admitted
+}
+
 // Timestamps are uint32 ms (49.7 days). A key last seen just over 2^32 ms ago,
 // in a shard kept busy just often enough not to be reset, must not look fresh.
 func TestClockWrap(t *testing.T) {
