@@ -431,7 +431,15 @@ func printConfig(path string, fc *fileConfig) {
 	}
 	fmt.Printf("  max_retries   %d%s\n", fc.Upstreams.Retries(), within)
 	if rl.IsEnabled() {
-		fmt.Printf("  rate_limit    %d requests per %ds, key %s (IPv6 per /%d), %d trusted proxies\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, rl.IPv6Prefix, len(rl.TrustedProxies))
+		trusted := fmt.Sprintf("%d trusted proxies", len(rl.TrustedProxies))
+		if len(rl.TrustedProxies) > 0 {
+			from := ratelimit.HeaderXForwardedFor
+			if strings.EqualFold(rl.RealIPHeader, ratelimit.HeaderXRealIP) {
+				from = ratelimit.HeaderXRealIP
+			}
+			trusted = fmt.Sprintf("trusted proxies %s (client from %s)", strings.Join(rl.TrustedProxies, ", "), from)
+		}
+		fmt.Printf("  rate_limit    %d requests per %ds, key %s (IPv6 per /%d), %s\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, rl.IPv6Prefix, trusted)
 	} else {
 		fmt.Printf("  rate_limit    off\n")
 	}

@@ -689,6 +689,45 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 	}
 }
 
+// With real_ip_header = "X-Real-IP" (a proxy that sets only X-Real-IP and
+// passes the client's X-Forwarded-For on, as nginx does), the limit follows
+// X-Real-IP: a fresh X-Forwarded-For per request buys nothing, and naming
+// another client there spends none of its quota.
+func TestRateLimitRealIPHeader(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		on := true
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 2
+		o.RateLimit.WindowSeconds = 60
+		o.RateLimit.TrustedProxies = []string{"127.0.0.1"}
+		o.RateLimit.RealIPHeader = "X-Real-IP"
+	})
+	c := client()
+	for i, tc := range []struct {
+		realIP, xff string
+		want        int
+	}{
+		{"198.51.100.1", "6.6.6.1", 200},
+		{"198.51.100.1", "6.6.6.2", 200},
+		{"198.51.100.1", "6.6.6.3", 429},
+		{"198.51.100.2", "198.51.100.1", 200},
+	} {
+		req, _ := http.NewRequest("GET", p.url("/"), nil)
+		req.Header.Set("X-Real-IP", tc.realIP)
+		req.Header.Set("X-Forwarded-For", tc.xff)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("request %d (X-Real-IP %s, XFF %s): status %d, want %d", i+1, tc.realIP, tc.xff, resp.StatusCode, tc.want)
+		}
+	}
+}
+
 // IPv6 clients of one /64 share a limit (ipv6_prefix): an address per
 // request buys a client nothing. Another /64 has its own quota.
 func TestRateLimitIPv6Prefix(t *testing.T) {

@@ -57,6 +57,15 @@ type Config struct {
 	// X-Forwarded-For and X-Real-IP fields are believed. Empty (nil) means
 	// no proxy is trusted: the key is always the TCP peer address.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// RealIPHeader says which field a trusted proxy names the client in,
+	// as nginx's real_ip_header does: "X-Forwarded-For" walks that list
+	// from the right and falls back to X-Real-IP (see
+	// [Extractor.ClientIP]); "X-Real-IP" reads only X-Real-IP, for a
+	// proxy that sets it and passes the client's own X-Forwarded-For on
+	// untouched (nginx with only proxy_set_header X-Real-IP), where
+	// X-Forwarded-For would be whatever the client wrote. Case does not
+	// matter. "" means "X-Forwarded-For".
+	RealIPHeader string `toml:"real_ip_header"`
 	// IPv6Prefix is how many leading bits of an IPv6 client address make
 	// its key, so that the clients of one such network share a limit.
 	// Zero means 64: a /64 is the least a subscriber is given, and keyed
@@ -152,6 +161,9 @@ func (c *Config) Validate() error {
 	if _, err := parseExtractor(c.KeyExtractor); err != nil {
 		bad("key_extractor", "%v", err)
 	}
+	if _, err := parseRealIPHeader(c.RealIPHeader); err != nil {
+		bad("real_ip_header", "%v", err)
+	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parseTrusted(s); err != nil {
 			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err)
@@ -198,6 +210,18 @@ func parseExtractor(s string) (header string, err error) {
 		return name, nil
 	}
 	return "", fmt.Errorf("must be %q or %q, got %q", DefaultKeyExtractor, headerPrefix+"NAME", s)
+}
+
+// parseRealIPHeader reports whether real_ip_header s selects X-Real-IP only
+// (false: X-Forwarded-For, then X-Real-IP).
+func parseRealIPHeader(s string) (realIPOnly bool, err error) {
+	switch {
+	case s == "" || strings.EqualFold(s, HeaderXForwardedFor):
+		return false, nil
+	case strings.EqualFold(s, HeaderXRealIP):
+		return true, nil
+	}
+	return false, fmt.Errorf("must be %q or %q, got %q", HeaderXForwardedFor, HeaderXRealIP, s)
 }
 
 // parseTrusted parses one trusted_proxies entry: a CIDR prefix (host bits

@@ -21,6 +21,7 @@ const maxFieldLines = 64
 type Extractor struct {
 	header  string         // header:NAME extractor's NAME; "" for client_ip
 	trusted []netip.Prefix // unmapped; empty: no proxy is trusted
+	realIP  bool           // real_ip_header = "X-Real-IP": X-Forwarded-For is not read
 	v6bits  int            // leading bits of an IPv6 client address in its key
 	seed0   maphash.Seed
 	seed1   maphash.Seed
@@ -34,7 +35,8 @@ func NewExtractor(cfg Config) (*Extractor, error) {
 	}
 	cfg = cfg.WithDefaults()
 	header, _ := parseExtractor(cfg.KeyExtractor)
-	e := &Extractor{header: header, v6bits: cfg.IPv6Prefix, seed0: maphash.MakeSeed(), seed1: maphash.MakeSeed()}
+	realIP, _ := parseRealIPHeader(cfg.RealIPHeader)
+	e := &Extractor{header: header, realIP: realIP, v6bits: cfg.IPv6Prefix, seed0: maphash.MakeSeed(), seed1: maphash.MakeSeed()}
 	for _, s := range cfg.TrustedProxies {
 		p, _ := parseTrusted(s)
 		e.trusted = append(e.trusted, p)
@@ -116,6 +118,9 @@ func (e *Extractor) KeyFromValues(peer netip.Addr, values func(name string, i in
 //   - Otherwise X-Real-IP, when it occurs exactly once and parses.
 //   - Otherwise the peer.
 //
+// With real_ip_header = "X-Real-IP", X-Forwarded-For is not read: the
+// client is X-Real-IP's address (exactly once, and parsing), else the peer.
+//
 // Headers from an untrusted peer are never read. The result is invalid only
 // when peer is.
 func (e *Extractor) ClientIP(peer netip.Addr, get func(name string) []byte) netip.Addr {
@@ -136,6 +141,9 @@ func (e *Extractor) clientIP(peer netip.Addr, values func(string, int) []byte) n
 	peer = peer.Unmap().WithZone("")
 	if !peer.IsValid() || len(e.trusted) == 0 || !e.Trusted(peer) {
 		return peer
+	}
+	if e.realIP {
+		return realIP(peer, values)
 	}
 	lines := 0 // every line: the rightmost ones are the trusted hops' (bounded by the engine's max_header_fields)
 	for values(HeaderXForwardedFor, lines) != nil {
@@ -169,6 +177,12 @@ func (e *Extractor) clientIP(peer netip.Addr, values func(string, int) []byte) n
 	if seen {
 		return cur
 	}
+	return realIP(peer, values)
+}
+
+// realIP returns X-Real-IP's address when the field occurs exactly once and
+// parses, else peer.
+func realIP(peer netip.Addr, values func(string, int) []byte) netip.Addr {
 	if v := values(HeaderXRealIP, 0); v != nil && values(HeaderXRealIP, 1) == nil {
 		if a, ok := parseHostAddr(trimOWS(v)); ok {
 			return a.Unmap()

@@ -72,10 +72,22 @@ func TestClientIP(t *testing.T) {
 		{"two X-Real-IP lines are ambiguous", nginx, "10.1.2.3", fields{"X-Real-IP": {"5.5.5.5", "6.6.6.6"}}, "10.1.2.3"},
 		{"bad X-Real-IP", nginx, "10.1.2.3", fields{"X-Real-IP": {"localhost"}}, "10.1.2.3"},
 		{"peer zone dropped", nil, "fe80::1%eth0", nil, "fe80::1"},
+		// real_ip_header = "X-Real-IP" (the name's "real-ip:" prefix): a
+		// proxy that sets X-Real-IP and passes the client's XFF on.
+		{"real-ip: X-Real-IP wins over a client's XFF", nginx, "10.1.2.3", fields{"X-Real-IP": {"198.51.100.9"}, "X-Forwarded-For": {"6.6.6.6"}}, "198.51.100.9"},
+		{"real-ip: XFF alone is not read", nginx, "10.1.2.3", fields{"X-Forwarded-For": {"6.6.6.6"}}, "10.1.2.3"},
+		{"real-ip: with port", nginx, "10.1.2.3", fields{"X-Real-IP": {"[2001:db8::1]:443"}}, "2001:db8::1"},
+		{"real-ip: two lines are ambiguous", nginx, "10.1.2.3", fields{"X-Real-IP": {"5.5.5.5", "6.6.6.6"}}, "10.1.2.3"},
+		{"real-ip: bad value", nginx, "10.1.2.3", fields{"X-Real-IP": {"5.5.5.5, 6.6.6.6"}}, "10.1.2.3"},
+		{"real-ip: untrusted peer", nginx, "203.0.113.7", fields{"X-Real-IP": {"1.2.3.4"}}, "203.0.113.7"},
 	}
 	for _, tc := range tests {
 		// Whole addresses: TestIPv6PrefixKey covers ipv6_prefix.
-		e := newExtractor(t, Config{TrustedProxies: tc.trusted, IPv6Prefix: 128})
+		cfg := Config{TrustedProxies: tc.trusted, IPv6Prefix: 128}
+		if strings.HasPrefix(tc.name, "real-ip:") {
+			cfg.RealIPHeader = "x-real-ip"
+		}
+		e := newExtractor(t, cfg)
 		peer := netip.MustParseAddr(tc.peer)
 		want := netip.MustParseAddr(tc.want)
 		if got := e.ClientIPFromValues(peer, tc.h.values); got != want {
