@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,4 +368,51 @@ func TestSlowSteadyUploadIsNotATimeout(t *testing.T) {
 	if n := p.e.met.UpstreamErrors(0, metrics.ErrTimeout); n != 0 {
 		t.Fatalf("timeouts counted against the backend: %d, want 0", n)
 	}
+}
+
+// Interim (1xx) heads go through the same backpressure as a body: a
+// backend sending 103s without end to a client that reads nothing gets
+// paused once buffer_limit is queued, instead of pace queueing all it
+// sends, and the client is closed after send_timeout. pace used to queue
+// everything (a review saw 630 MiB) and never time the client out, since
+// each 1xx restarted response_timeout.
+func TestInterimFloodHeldForSlowClient(t *testing.T) {
+	const flood = 256 << 20
+	var written atomic.Int64
+	stopped := make(chan error, 1)
+	be := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		h := "HTTP/1.1 103 Early Hints\r\nLink: </" + strings.Repeat("a", 16<<10) + ">; rel=preload\r\n\r\n"
+		for written.Load() < flood {
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.WriteString(c, h)
+			written.Add(int64(n))
+			if err != nil {
+				stopped <- err
+				return
+			}
+		}
+		stopped <- nil
+	})
+	p := startProxy(t, []string{be}, func(o *Options) {
+		o.Server.SendTimeout = dur(time.Second)
+		o.Upstreams.ResponseTimeout = dur(30 * time.Second)
+	})
+	conn := dialProxy(t, p)
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	io.WriteString(conn, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+	var err error
+	select {
+	case err = <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("backend still writing after 20s (%d MiB written)", written.Load()>>20)
+	}
+	// Kernel buffers on both sides, plus buffer_limit (256 KiB), take a
+	// few MiB on loopback; without the bound the backend wrote it all.
+	if n := written.Load(); err == nil || n > 32<<20 {
+		t.Fatalf("backend wrote %d MiB of 1xx heads to a client reading none (write error %v); want it held to a few MiB and its connection closed after send_timeout", n>>20, err)
+	}
+	t.Logf("backend wrote %d KiB of 1xx heads before pace closed the exchange: %v", written.Load()>>10, err)
 }

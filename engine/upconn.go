@@ -378,6 +378,13 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 				}
 				up.consume(n)
 				s.setDeadline(dlResponse, e.respTO)
+				// Interim heads are output like the body: a backend
+				// sending them without end to a client that does not
+				// read must not fill pace's memory.
+				if s.cl.c.OutboundBuffered() > e.bufLimit {
+					s.pauseForClient(up)
+					return gnet.None
+				}
 				continue
 			}
 			s.writeResponseHead()
@@ -422,24 +429,29 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		}
 		s.setDeadline(dlResponse, e.respTO)
 		if s.cl.c.OutboundBuffered() > e.bufLimit {
-			// From here the response waits for the client: time it by
-			// send_timeout, not the backend's response_timeout.
-			s.awaitClient()
-			if up.c != nil {
-				if s.holdUp(up) || s.up != up {
-					return gnet.None
-				}
-			}
-			// Parking failed: nothing would wake this response up
-			// again, so poll.
-			if !s.stallResp {
-				s.stallResp = true
-				s.watch()
-			}
+			s.pauseForClient(up)
 			return gnet.None
 		}
 	}
 	return gnet.None
+}
+
+// pauseForClient stops forwarding the response from up until the client,
+// over buffer_limit, drains. Loop.
+func (s *session) pauseForClient(up *upconn) {
+	// From here the response waits for the client: time it by
+	// send_timeout, not the backend's response_timeout.
+	s.awaitClient()
+	if up.c != nil {
+		if s.holdUp(up) || s.up != up {
+			return
+		}
+	}
+	// Parking failed: nothing would wake this response up again, so poll.
+	if !s.stallResp {
+		s.stallResp = true
+		s.watch()
+	}
 }
 
 // holdUp stops reading s.up while the client cannot take more: it parks
