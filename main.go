@@ -177,13 +177,19 @@ func run() int {
 
 	// Signals are caught before the port opens: one sent as soon as
 	// pace answers must find the handlers in place.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	// SIGQUIT is nginx's graceful stop (nginx -s quit); its default
+	// action would kill pace with a goroutine dump, dropping every
+	// request in flight.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	// SIGHUP's default action would kill pace on the spot, dropping
 	// every request in flight; nginx users send it to reload. pace
-	// cannot reload yet: it says so and goes on serving.
+	// cannot reload yet: it says so and goes on serving. SIGUSR1 is
+	// nginx's "reopen logs" (pace logs to stderr: nothing to reopen) and
+	// HAProxy's soft stop; SIGUSR2 nginx's binary upgrade. Neither may
+	// do something else than the operator meant: each is logged.
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- e.Run() }()
@@ -197,33 +203,51 @@ wait:
 				return 1
 			}
 			return 0
-		case <-hup:
-			log.Warn("SIGHUP ignored: pace cannot reload its configuration yet; restart it to apply changes (SIGTERM drains first)")
+		case s := <-hup:
+			switch s {
+			case syscall.SIGHUP:
+				log.Warn("SIGHUP ignored: pace cannot reload its configuration yet; restart it to apply changes (SIGTERM drains first)")
+			default:
+				log.Warn("signal ignored: pace logs to stderr (nothing to reopen); SIGTERM, SIGINT or SIGQUIT stop it gracefully", "signal", s.String())
+			}
 		case s := <-sig:
 			log.Info("signal received: draining; send it again to exit at once", "signal", s.String())
 			break wait
 		}
 	}
+	drainFrom := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), e.ShutdownTimeout())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- e.Shutdown(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			log.Error("shutdown", "err", err)
-		}
+	for {
 		select {
-		case <-runErr:
-		case <-time.After(5 * time.Second):
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				log.Error("shutdown", "err", err)
+			}
+			select {
+			case <-runErr:
+			case <-time.After(5 * time.Second):
+			}
+			log.Info("pace stopped")
+			return 0
+		case s := <-sig:
+			if time.Since(drainFrom) < sameStop {
+				// The same stop request twice: GNU timeout, for one,
+				// signals pace and then its whole process group.
+				continue
+			}
+			log.Warn("second signal: exiting now", "signal", s.String())
+			return 1
 		}
-		log.Info("pace stopped")
-		return 0
-	case s := <-sig:
-		log.Warn("second signal: exiting now", "signal", s.String())
-		return 1
 	}
 }
+
+// sameStop is how soon after the first a second stop signal is taken for
+// the same request (sent to the process and to its group), not for "exit
+// now".
+const sameStop = 500 * time.Millisecond
 
 // manualConfig is where the original manual keeps the configuration.
 const manualConfig = "config/proxy.toml"

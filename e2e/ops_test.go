@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,69 @@ func TestSIGHUPKeepsServing(t *testing.T) {
 		t.Errorf("no log line for SIGHUP; output:\n%s", out)
 	}
 	px.Stop(t)
+}
+
+// Stop signals as operators send them: SIGQUIT (nginx -s quit) drains like
+// SIGTERM; SIGTERM sent twice in a moment (GNU timeout signals pace, then
+// its process group) is one stop request, not "exit now"; SIGUSR1 (nginx's
+// reopen-logs, HAProxy's soft stop) is logged and changes nothing. In
+// each case a request in flight completes and pace exits 0.
+func TestStopSignals(t *testing.T) {
+	requireProxy(t)
+	if standin != "" {
+		t.Skip("pace's own signal handling")
+	}
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		send []syscall.Signal
+	}{
+		{"SIGQUIT", []syscall.Signal{syscall.SIGQUIT}},
+		{"SIGTERM twice, 50 ms apart", []syscall.Signal{syscall.SIGTERM, syscall.SIGTERM}},
+		{"SIGUSR1 then SIGTERM", []syscall.Signal{syscall.SIGUSR1, syscall.SIGTERM}},
+	} {
+		be := startBackend(t)
+		be.delay = 800 * time.Millisecond
+		px := startProxy(t, proxyConfig{Backends: []string{be.Addr}, ShutdownTimeout: "5s"})
+		c, err := net.Dial("tcp", px.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			resp, err := roundTrip(c, bufio.NewReader(c), []byte("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"), "GET", 5*time.Second)
+			if err == nil && resp.Status != 200 {
+				err = fmt.Errorf("status %d", resp.Status)
+			}
+			got <- err
+		}()
+		time.Sleep(300 * time.Millisecond) // the request is at the backend
+		for i, sg := range tc.send {
+			if i > 0 {
+				// Apart enough for the kernel not to merge them into
+				// one pending signal, as it does when they come at once.
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := px.cmd.Process.Signal(sg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-got; err != nil {
+			t.Errorf("%s: the request in flight: %v; output:\n%s", tc.name, err, px.out)
+		}
+		select {
+		case <-px.done:
+		case <-time.After(6 * time.Second):
+			t.Fatalf("%s: pace still running 6s later; output:\n%s", tc.name, px.out)
+		}
+		if px.err != nil {
+			t.Errorf("%s: pace exited with %v, want status 0; output:\n%s", tc.name, px.err, px.out)
+		}
+		if tc.send[0] == syscall.SIGUSR1 && !strings.Contains(px.out.String(), "signal ignored") {
+			t.Errorf("%s: no log line for SIGUSR1; output:\n%s", tc.name, px.out)
+		}
+		c.Close()
+	}
 }
 
 // A second pace on a port that one already serves exits with an error
