@@ -24,9 +24,38 @@ if [ -z "$url" ] || ! kill -0 "$pid" 2>/dev/null; then
 	cat "$log"
 	exit 1
 fi
-if PACE_URL=$url bash scripts/test_proxy.sh && kill -0 "$pid" 2>/dev/null; then
-	exit 0
+fail() {
+	echo "smoke.sh: $*"
+	echo "--- start_all.sh output:"
+	cat "$log"
+	exit 1
+}
+PACE_URL=$url bash scripts/test_proxy.sh && kill -0 "$pid" 2>/dev/null || fail "test_proxy.sh failed"
+
+# Stopping twice, as an impatient Ctrl-C does: the second signal comes while
+# pace drains a slow request. start_all.sh must still stop every process it
+# started (it used to die there, leaving the backends on their ports).
+children=$(sed -n 's|^ *[a-z0-9]*  *pid \([0-9]*\) .*|\1|p' "$log")
+[ -n "$children" ] || fail "no pids in start_all.sh's output"
+# From another loopback address: 127.0.0.1's quota went to test_proxy.sh.
+curl -s -o /dev/null --max-time 10 --interface 127.0.0.7 "http://127.0.0.7:${url##*:}/delay?ms=3000" &
+slow=$!
+sleep 0.5
+kill -TERM "$pid"
+sleep 0.8
+kill -TERM "$pid"
+for _ in $(seq 1 50); do
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.2
+done
+wait "$slow" 2>/dev/null
+left=
+for c in $children; do
+	kill -0 "$c" 2>/dev/null && left+=" $c"
+done
+if [ -n "$left" ]; then
+	kill -KILL $left 2>/dev/null
+	fail "still running after start_all.sh was stopped twice: pids$left"
 fi
-echo "--- start_all.sh output:"
-cat "$log"
-exit 1
+echo "smoke.sh: stopped twice, nothing left running"
+exit 0

@@ -26,8 +26,17 @@ die() { echo "start_all.sh: $*" >&2; exit 1; }
 
 PIDS=()
 NAMES=()
+STOPPING= # the pid stop_all waits for
+# hurry: Ctrl-C (or TERM) again while stopping. pace takes a second signal
+# for "exit now", so it goes at once; stop_all then stops the backends as
+# before. Dying here instead would leave them running in their sessions.
+hurry() {
+	echo " (again: not waiting for it)"
+	[ -n "$STOPPING" ] && kill -TERM "$STOPPING" 2>/dev/null
+}
 stop_all() {
-	trap - EXIT INT TERM
+	trap - EXIT
+	trap hurry INT TERM
 	local i pid
 	# Newest first, one at a time: pace drains its in-flight requests (for
 	# up to shutdown_timeout) while the backends are still there to answer.
@@ -35,10 +44,15 @@ stop_all() {
 		pid=${PIDS[i]}
 		if kill -0 "$pid" 2>/dev/null; then
 			echo "stopping ${NAMES[i]} (pid $pid)"
+			STOPPING=$pid
 			kill -TERM "$pid" 2>/dev/null
-			wait "$pid" 2>/dev/null
+			# A trapped signal ends wait early: wait until it is gone.
+			while kill -0 "$pid" 2>/dev/null; do
+				wait "$pid" 2>/dev/null
+			done
 		fi
 	done
+	STOPPING=
 }
 trap stop_all EXIT
 # Ctrl-C or a TERM is how this is meant to stop: a clean stop exits 0
