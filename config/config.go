@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -147,7 +148,74 @@ func Decode(b []byte, v any) error {
 		}
 		return err
 	}
+	return exactKeys(b, reflect.TypeOf(v))
+}
+
+// exactKeys reports a key that names a field only in another case. TOML
+// keys are case-sensitive, but go-toml matches struct fields without
+// regard to case, so "[RATE_LIMIT]" after "[rate_limit]" would silently
+// override it, and "Listen" would pass for "listen".
+func exactKeys(b []byte, t reflect.Type) error {
+	var doc map[string]any
+	if toml.Unmarshal(b, &doc) != nil {
+		return nil // the typed decode has accepted it; nothing to add
+	}
+	return walkKeys(b, doc, t, "")
+}
+
+func walkKeys(b []byte, m map[string]any, t reflect.Type, prefix string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f, name, ok := tomlField(t, k)
+		if !ok {
+			continue // unknown: DisallowUnknownFields has its say
+		}
+		if name != k {
+			at := ""
+			if i := bytes.Index(b, []byte(k)); i >= 0 {
+				at = fmt.Sprintf(" (line %d)", bytes.Count(b[:i], []byte("\n"))+1)
+			}
+			return fmt.Errorf("%s%s%s: keys are case-sensitive; this one is %q", prefix, k, at, name)
+		}
+		if sub, ok := m[k].(map[string]any); ok {
+			if err := walkKeys(b, sub, f.Type, prefix+k+"."); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// tomlField finds the field of struct t that go-toml decodes key into,
+// ignoring case as go-toml does, and the key it is named by.
+func tomlField(t reflect.Type, key string) (reflect.StructField, string, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.EqualFold(name, key) {
+			return f, name, true
+		}
+	}
+	return reflect.StructField{}, "", false
 }
 
 // mismatchRE matches go-toml's wrong-type message, which names Go types:

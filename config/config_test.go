@@ -75,6 +75,16 @@ func TestDecodeStrict(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bad duration") {
 		t.Fatalf("bad duration error = %v", err)
 	}
+	// TOML keys are case-sensitive; go-toml matches fields regardless,
+	// which let a second section in capitals override the first.
+	for _, tc := range []struct{ in, want string }{
+		{"[server]\nlisten = \"x\"\n[SERVER]\nlisten = \"y\"\n", `SERVER (line 3): keys are case-sensitive; this one is "server"`},
+		{"[server]\nListen = \"x\"\n", `server.Listen (line 2): keys are case-sensitive; this one is "listen"`},
+	} {
+		if err := Decode([]byte(tc.in), &file{}); err == nil || err.Error() != tc.want {
+			t.Errorf("Decode(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
 }
 
 // A value of the wrong type is reported in TOML's terms, with its line
