@@ -93,6 +93,22 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MinTimeout is the shortest timeout a section accepts: below a
+// millisecond a timeout only fails every request, which is surely a
+// mistake (a missing unit is already refused: "30" is not a duration).
+const MinTimeout = time.Millisecond
+
+// CheckTimeouts returns an error naming the first of keys whose duration
+// is set (non-zero) but under MinTimeout. keys and ds pair up.
+func CheckTimeouts(section string, keys []string, ds ...Duration) error {
+	for i, d := range ds {
+		if d != 0 && time.Duration(d) < MinTimeout {
+			return fmt.Errorf("%s.%s: must be at least %v (or absent for the default), got %v", section, keys[i], MinTimeout, time.Duration(d))
+		}
+	}
+	return nil
+}
+
 // Or returns s as an int, or def when s is zero.
 func (s Size) Or(def int) int {
 	if s == 0 {

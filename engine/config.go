@@ -92,11 +92,18 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderFields < 0 {
 		return fmt.Errorf("server.max_header_fields: must be >= 0, got %d", c.MaxHeaderFields)
 	}
-	if c.BufferLimit != 0 && c.BufferLimit < 4096 {
-		return fmt.Errorf("server.buffer_limit: must be at least 4096 bytes, got %d", c.BufferLimit)
+	if c.MaxHeaderFields > maxHeaderFields {
+		return fmt.Errorf("server.max_header_fields: must be at most %d, got %d", maxHeaderFields, c.MaxHeaderFields)
 	}
-	if c.MaxHeaderSize != 0 && c.MaxHeaderSize < 1024 {
-		return fmt.Errorf("server.max_header_size: must be at least 1024 bytes, got %d", c.MaxHeaderSize)
+	if c.BufferLimit != 0 && (c.BufferLimit < 4096 || c.BufferLimit > maxBufferLimit) {
+		return fmt.Errorf("server.buffer_limit: must be from 4096 bytes to %d MiB (every slow client may hold that much), got %d", maxBufferLimit>>20, c.BufferLimit)
+	}
+	if c.MaxHeaderSize != 0 && (c.MaxHeaderSize < 1024 || c.MaxHeaderSize > maxHeaderSize) {
+		return fmt.Errorf("server.max_header_size: must be from 1024 bytes to %d KiB, got %d", maxHeaderSize>>10, c.MaxHeaderSize)
+	}
+	if err := config.CheckTimeouts("server", []string{"header_timeout", "idle_timeout", "send_timeout", "shutdown_timeout"},
+		c.HeaderTimeout, c.IdleTimeout, c.SendTimeout, c.ShutdownTimeout); err != nil {
+		return err
 	}
 	if c.MaxBodySize < 0 {
 		return fmt.Errorf("server.max_body_size: must be >= 0 (0 or absent: no limit), got %d", c.MaxBodySize)
@@ -108,6 +115,14 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Upper bounds, so that a slip of a unit cannot turn a per-connection
+// buffer into gigabytes: nginx's own header buffers are kilobytes.
+const (
+	maxBufferLimit  = 64 << 20
+	maxHeaderSize   = 1 << 20
+	maxHeaderFields = 10000
+)
 
 func (c *Config) listen() string {
 	if c.Listen == "" {

@@ -3,6 +3,7 @@ package engine
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pace-proxy/pace/config"
 )
@@ -44,6 +45,30 @@ func TestConfigValidateMaxBodySize(t *testing.T) {
 		c := Config{Listen: "127.0.0.1:8080", MaxBodySize: config.Size(tc.size)}
 		if err := c.Validate(); (err == nil) != tc.ok {
 			t.Errorf("Validate(max_body_size %d) = %v, want ok %v", tc.size, err, tc.ok)
+		}
+	}
+}
+
+// Sizes and timeouts whose unit slipped: per-connection buffers in
+// gigabytes, a head limit or field count no client needs, a timeout that
+// fails every request.
+func TestConfigValidateBounds(t *testing.T) {
+	for _, tc := range []struct {
+		c    Config
+		want string // "" means valid
+	}{
+		{Config{BufferLimit: 64 << 20, MaxHeaderSize: 1 << 20, MaxHeaderFields: 10000, SendTimeout: config.Duration(time.Millisecond)}, ""},
+		{Config{BufferLimit: 100 << 30}, "server.buffer_limit: must be from 4096 bytes to 64 MiB"},
+		{Config{BufferLimit: 1000}, "server.buffer_limit"},
+		{Config{MaxHeaderSize: 100 << 30}, "server.max_header_size: must be from 1024 bytes to 1024 KiB"},
+		{Config{MaxHeaderFields: 100000000}, "server.max_header_fields: must be at most 10000"},
+		{Config{HeaderTimeout: config.Duration(time.Nanosecond)}, "server.header_timeout: must be at least 1ms"},
+		{Config{ShutdownTimeout: config.Duration(999 * time.Microsecond)}, "server.shutdown_timeout"},
+	} {
+		tc.c.Listen = "127.0.0.1:8080"
+		err := tc.c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.c, err, tc.want)
 		}
 	}
 }

@@ -91,7 +91,8 @@ func (c *Config) Validate() error {
 	if c.FailThreshold < 0 {
 		return fmt.Errorf("upstreams.fail_threshold: must be >= 0, got %d", c.FailThreshold)
 	}
-	return nil
+	return config.CheckTimeouts("upstreams", []string{"connect_timeout", "response_timeout", "retry_timeout", "idle_timeout", "cooldown"},
+		c.ConnectTimeout, c.ResponseTimeout, c.RetryTimeout, c.IdleTimeout, c.Cooldown)
 }
 
 // ParseBackend turns "http://host:port", "http://host" or "host:port" into

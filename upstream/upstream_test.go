@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/pace-proxy/pace/config"
 )
 
 func intp(i int) *int { return &i }
@@ -25,6 +27,8 @@ func TestValidate(t *testing.T) {
 		{"badport", Config{Backends: []string{"a:99999"}}, false},
 		{"dup", Config{Backends: []string{"http://a:1", "a:1"}}, false},
 		{"retries", Config{Backends: []string{"a:1"}, MaxRetries: intp(-1)}, false},
+		{"connect_timeout 1ns", Config{Backends: []string{"a:1"}, ConnectTimeout: config.Duration(time.Nanosecond)}, false},
+		{"response_timeout 1ms", Config{Backends: []string{"a:1"}, ResponseTimeout: config.Duration(time.Millisecond)}, true},
 	} {
 		err := tc.c.Validate()
 		if (err == nil) != tc.ok {
