@@ -188,7 +188,7 @@ var help = map[string]string{
 	"pace_upstream_dials_total":              "New backend connections made.",
 	"pace_upstream_queued_total":             "Requests that waited for a busy backend connection because pace was out of file descriptors.",
 	"pace_upstream_requests_total":           "Exchanges completed, by backend.",
-	"pace_upstream_errors_total":             "Failed exchanges, by backend and kind (connect, timeout, bad_response, closed).",
+	"pace_upstream_errors_total":             "Failed exchanges, by backend and kind (connect, timeout, bad_response, closed, stale).",
 	"pace_backend_up":                        "1 while the backend is in rotation, 0 while it is skipped after failures.",
 	"pace_upstream_idle_connections":         "Pooled idle backend connections, by backend.",
 	"pace_ratelimit_keys":                    "Client keys the rate limiter tracks.",
