@@ -129,9 +129,26 @@ func run() int {
 	}
 	unresolved := unresolvedBackends(fc.Upstreams.Backends, time.Second)
 	if *check {
+		// Bind the address as a start would, so that -check also catches
+		// an address this host does not have or a port it may not use.
+		// In use is only a warning: -check is run next to the pace it
+		// is about to replace.
+		inUse := ""
+		if l, err := net.Listen("tcp", fc.Server.Address()); err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				fmt.Fprintf(os.Stderr, "pace: %s: server.listen: %v\n", *cfgPath, err)
+				return 1
+			}
+			inUse = fmt.Sprintf("%s is in use now (by the pace this config is for? a start would fail until it stops)", fc.Server.Address())
+		} else {
+			l.Close()
+		}
 		printConfig(*cfgPath, &fc)
 		for _, u := range unresolved {
 			fmt.Printf("  warning: %s\n", u)
+		}
+		if inUse != "" {
+			fmt.Printf("  warning: %s\n", inUse)
 		}
 		return 0
 	}

@@ -234,3 +234,37 @@ func TestSelfBackendRefused(t *testing.T) {
 		t.Errorf("pace -check with an unresolvable backend: status %d, output:\n%s\nwant status 0 and a warning", code, out)
 	}
 }
+
+// -check binds the listen address as a start would: an address this host
+// does not have fails it (status 1, naming server.listen), and a port in
+// use, as by the pace the config is for, is only a warning.
+func TestCheckBindsListen(t *testing.T) {
+	requireProxy(t)
+	if standin != "" {
+		t.Skip("pace's own configuration check")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, listen string) string {
+		conf := filepath.Join(dir, name)
+		cfg := proxyConfig{Backends: []string{"127.0.0.1:9"}}
+		if err := os.WriteFile(conf, []byte(cfg.toml(listen)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	// 192.0.2.0/24 is TEST-NET-1: no host has it.
+	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "-config", write("foreign.toml", "192.0.2.1:8080"))
+	if code != 1 || !strings.Contains(out, "server.listen") || !strings.Contains(out, "cannot assign requested address") {
+		t.Errorf("pace -check, listen on an address this host lacks: status %d, output:\n%s\nwant status 1 naming server.listen", code, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, out = runToExit(t, 10*time.Second, proxyBin, "-check", "-config", write("busy.toml", l.Addr().String()))
+	if code != 0 || !strings.Contains(out, "warning: "+l.Addr().String()+" is in use now") {
+		t.Errorf("pace -check, listen on a port in use: status %d, output:\n%s\nwant status 0 and a warning", code, out)
+	}
+}

@@ -124,6 +124,9 @@ const (
 	maxHeaderFields = 10000
 )
 
+// Address is the listen address in effect: Listen, or the default.
+func (c *Config) Address() string { return c.listen() }
+
 func (c *Config) listen() string {
 	if c.Listen == "" {
 		return "0.0.0.0:8080"
