@@ -146,8 +146,14 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 		return
 	}
 	if level > levelDebug {
-		n, ok := e.logGates.pass(msg, nanotime())
+		now := nanotime()
+		n, ok := e.logGates.pass(msg, now)
 		if !ok {
+			// Report the count after the second even if no line with
+			// msg comes again to carry it.
+			e.logGates.later(msg, now, func(n int64) {
+				e.log.Log(context.Background(), level, "log lines suppressed", "msg", msg, "count", n)
+			})
 			return
 		}
 		if n > 0 {
@@ -170,7 +176,8 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 
 // logBurst is how many lines with the same message logf writes in one
 // second; the rest are counted and the count rides on the next line that
-// goes out ("suppressed"). Clients sending bad requests, or every request
+// goes out ("suppressed"), or, if none comes by the end of the second, on a
+// line of its own ("log lines suppressed"). Clients sending bad requests, or every request
 // failing while the backends are down, then cannot flood the log. Debug
 // lines are never held back.
 const logBurst = 10
@@ -182,6 +189,7 @@ type logGate struct {
 	sec        atomic.Int64
 	n          atomic.Int64
 	suppressed atomic.Int64
+	pending    atomic.Bool // a report is scheduled (later)
 }
 
 // pass reports whether a line with msg may be written at now
@@ -201,4 +209,25 @@ func (g *logGates) pass(msg string, now int64) (suppressed int64, ok bool) {
 		return 0, false
 	}
 	return gate.suppressed.Swap(0), true
+}
+
+// later calls report, once the second of now (nanoseconds) is over, with
+// the count of msg's lines held back and not yet reported, if any. One
+// report is pending per message at a time. Any goroutine; report runs on
+// a timer's goroutine.
+func (g *logGates) later(msg string, now int64, report func(n int64)) {
+	v, ok := g.m.Load(msg)
+	if !ok {
+		return
+	}
+	gate := v.(*logGate)
+	if !gate.pending.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Duration(1e9-now%1e9)+time.Millisecond, func() {
+		gate.pending.Store(false)
+		if n := gate.suppressed.Swap(0); n > 0 {
+			report(n)
+		}
+	})
 }

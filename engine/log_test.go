@@ -3,6 +3,7 @@ package engine
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // A message logs at most logBurst lines a second; the count of the lines
@@ -49,5 +50,31 @@ func TestRequestLineGuess(t *testing.T) {
 		if string(m) != tc.method || string(tg) != tc.target {
 			t.Errorf("requestLineGuess(%q) = %q, %q, want %q, %q", tc.in, m, tg, tc.method, tc.target)
 		}
+	}
+}
+
+// Lines held back in a burst that nothing follows are still counted: a
+// report of their own comes once the second is over.
+func TestLogGatesReportLater(t *testing.T) {
+	var g logGates
+	got := make(chan int64, 2)
+	now := nanotime()
+	for i := 0; i < 25; i++ {
+		if _, ok := g.pass("bad request", now); !ok {
+			g.later("bad request", now, func(n int64) { got <- n })
+		}
+	}
+	select {
+	case n := <-got:
+		if n != 25-logBurst {
+			t.Fatalf("reported %d suppressed lines, want %d", n, 25-logBurst)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no report of the suppressed lines")
+	}
+	select {
+	case n := <-got:
+		t.Fatalf("a second report (%d): want one per burst", n)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
