@@ -550,6 +550,9 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if n > e.maxConns {
 		e.clients.Add(-1)
 		e.met.ClientRejected.Inc()
+		// As nginx's "worker_connections are not enough"; the log gate
+		// keeps a flood to a few lines a second.
+		e.logf(levelWarn, "connection closed: max_connections reached", "max_connections", e.maxConns)
 		return nil, gnet.Close
 	}
 	if n == 1 && e.asleep.Swap(false) {

@@ -1484,3 +1484,32 @@ func TestBadRequestAfterKeepAliveRecorded(t *testing.T) {
 		}
 	}
 }
+
+// A client over max_connections is closed at once, counted, and logged,
+// as nginx logs "worker_connections are not enough": an operator must not
+// have to find it in a metric.
+func TestMaxConnectionsLogged(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	var logs lockedBuffer
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		o.Server.MaxConnections = 2
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	held := []net.Conn{dialProxy(t, p), dialProxy(t, p)}
+	time.Sleep(100 * time.Millisecond) // both are open
+	c := dialProxy(t, p)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("third connection over max_connections 2: read %d bytes, want it closed", n)
+	}
+	held[0].Close() // room for the scrape
+	defer held[1].Close()
+	time.Sleep(100 * time.Millisecond)
+	if v := scrape(t, p)["pace_client_connections_rejected_total"]; v != 1 {
+		t.Errorf("pace_client_connections_rejected_total = %v, want 1", v)
+	}
+	if !strings.Contains(logs.String(), "max_connections reached") {
+		t.Errorf("no log line for the rejected connection; log:\n%s", logs.String())
+	}
+}
