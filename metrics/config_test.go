@@ -18,6 +18,7 @@ func TestConfigValidateEndpoint(t *testing.T) {
 		{"/my metrics", false},
 		{"/m#frag", false},
 		{"/m\x7f", false},
+		{"/", false},
 	} {
 		c := Config{Endpoint: tc.endpoint}
 		if err := c.Validate(); (err == nil) != tc.ok {

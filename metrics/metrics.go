@@ -80,6 +80,11 @@ func (c *Config) Validate() error {
 	if p[0] != '/' {
 		return fmt.Errorf("metrics.endpoint: must start with '/', got %q", p)
 	}
+	if p == "/" {
+		// Only that exact path would be pace's, but it is the site's
+		// root page: surely a slip for "/metrics".
+		return fmt.Errorf("metrics.endpoint: \"/\" would answer the site's root page with metrics; use a path such as \"/metrics\"")
+	}
 	// Requests match the path alone (a query is ignored), so a query or
 	// a byte no request-target may carry would never be served.
 	for i := 0; i < len(p); i++ {
