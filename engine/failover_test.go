@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -539,6 +540,58 @@ func TestStaleRetryStaysOnItsBackend(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The fresh connection a stale one earns must be a new one. A connection
+// finishing an exchange used to be handed to a session still dialing, this
+// one included, and could be stale too: with max_retries = 0 the request
+// then failed, and with a backend just killed the second stale one sent
+// the retry to that backend again (a rare 502 in TestBackendKilledUnderLoad).
+// A backend that answers once per connection makes every reused one stale;
+// many clients at once make connections finish while others dial.
+func TestStaleRetryGetsANewConnection(t *testing.T) {
+	oneshot := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		readHead(br) // the next request on it loses the keep-alive race
+	})
+	zero := 0
+	p := startProxy(t, []string{oneshot}, func(o *Options) {
+		o.Server.Workers = 1
+		o.Upstreams.MaxRetries = &zero
+		o.Upstreams.FailThreshold = 1000
+	})
+	var bad atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client()
+			for i := 0; i < 100; i++ {
+				resp, err := c.Get(p.url("/"))
+				if err != nil {
+					bad.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "ok" {
+					bad.Add(1)
+					first.CompareAndSwap(nil, fmt.Sprintf("%d %q", resp.StatusCode, body))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d of 1600 requests failed (first: %v); want every stale connection retried on a new one", n, first.Load())
 	}
 }
 

@@ -104,6 +104,7 @@ type session struct {
 	replayOK     bool
 	stale        bool     // while queued: the attempt before was a stale pooled connection
 	staleRetried bool     // the one free retry after a stale pooled connection is used
+	freshDial    bool     // while connecting: the dial is that free retry, so no pooled connection will do
 	nvia         uint8    // entries of via in use
 	via          [7]uint8 // backends that failed this request, in order, for the access log (the first 7)
 
@@ -459,6 +460,7 @@ func (s *session) connect(stale bool) bool {
 	}
 	s.use(be)
 	s.st = stConnecting
+	s.freshDial = stale
 	s.gen++
 	s.lp.dialQ.push(s)
 	// A dial ends within connect_timeout once a worker takes it; the
@@ -779,11 +781,15 @@ func (s *session) done() bool {
 // Loop.
 func (s *session) retryOrFail(sent, stale bool, status int, reason, body string) {
 	e := s.lp.e
-	if stale && !s.staleRetried {
-		// A pooled connection the backend closed before answering is
-		// the keep-alive race, not a failed backend: like nginx, pace
-		// does not count that attempt, so max_retries = 0 still gets
-		// one fresh connection. Once per request, so it cannot loop.
+	// A pooled connection the backend closed before answering is the
+	// keep-alive race, not a failed backend: like nginx, pace does not
+	// count that attempt, so max_retries = 0 still gets one fresh
+	// connection to the same backend. Once per request, so it cannot
+	// loop: a second stale connection is a failure like any other, and
+	// its retry goes to another backend (it used to go to the same one,
+	// and a request could fail there on a backend just killed).
+	free := stale && !s.staleRetried
+	if free {
 		s.staleRetried = true
 		s.attempts--
 	}
@@ -791,7 +797,7 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 		if e.retryTO != 0 && nanotime()-s.start >= e.retryTO {
 			// retry_timeout bounds the whole request, not each attempt.
 			e.logf(levelDebug, "not retried: retry_timeout has passed", "backend", s.be.Addr, "client", s.ip, "status", status)
-		} else if s.connect(stale) {
+		} else if s.connect(free) {
 			e.met.Retries.Inc()
 			return
 		}
