@@ -198,8 +198,8 @@ func walkKeys(b []byte, m map[string]any, t reflect.Type, prefix string) error {
 		}
 		if name != k {
 			at := ""
-			if i := bytes.Index(b, []byte(k)); i >= 0 {
-				at = fmt.Sprintf(" (line %d)", bytes.Count(b[:i], []byte("\n"))+1)
+			if n := keyLine(b, k); n > 0 {
+				at = fmt.Sprintf(" (line %d)", n)
 			}
 			return fmt.Errorf("%s%s%s: keys are case-sensitive; this one is %q", prefix, k, at, name)
 		}
@@ -210,6 +210,18 @@ func walkKeys(b []byte, m map[string]any, t reflect.Type, prefix string) error {
 		}
 	}
 	return nil
+}
+
+// keyLine returns the first line (from 1) that starts with key, as a key
+// or a table header, or 0: a best guess for an error message.
+func keyLine(b []byte, key string) int {
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(bytes.TrimLeft(line, " \t[\""), []byte(key))
+		if ok && (len(rest) == 0 || bytes.IndexByte([]byte(" \t=.]\""), rest[0]) >= 0) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // tomlField finds the field of struct t that go-toml decodes key into,

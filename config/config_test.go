@@ -80,6 +80,7 @@ func TestDecodeStrict(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"[server]\nlisten = \"x\"\n[SERVER]\nlisten = \"y\"\n", `SERVER (line 3): keys are case-sensitive; this one is "server"`},
 		{"[server]\nListen = \"x\"\n", `server.Listen (line 2): keys are case-sensitive; this one is "listen"`},
+		{"# Listen here\n[server]\nListen = \"x\"\n", `server.Listen (line 3): keys are case-sensitive; this one is "listen"`},
 	} {
 		if err := Decode([]byte(tc.in), &file{}); err == nil || err.Error() != tc.want {
 			t.Errorf("Decode(%q) = %v, want %q", tc.in, err, tc.want)

@@ -151,9 +151,7 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 		if !ok {
 			// Report the count after the second even if no line with
 			// msg comes again to carry it.
-			e.logGates.later(msg, now, func(n int64) {
-				e.log.Log(context.Background(), level, "log lines suppressed", "msg", msg, "count", n)
-			})
+			e.logGates.later(msg, now, func(n int64) { e.reportSuppressed(level, msg, n) })
 			return
 		}
 		if n > 0 {
@@ -174,10 +172,17 @@ func (e *Engine) logf(level slog.Level, msg string, attrs ...any) {
 	e.log.Log(context.Background(), level, msg, attrs...)
 }
 
+// reportSuppressed logs that n lines with message msg were held back. The
+// message goes in "of": a second "msg" key would make log parsers, which
+// keep the last, take the report for one more line of msg. Any.
+func (e *Engine) reportSuppressed(level slog.Level, msg string, n int64) {
+	e.log.Log(context.Background(), level, "log lines suppressed", "of", msg, "count", n)
+}
+
 // logBurst is how many lines with the same message logf writes in one
 // second; the rest are counted and the count rides on the next line that
 // goes out ("suppressed"), or, if none comes by the end of the second, on a
-// line of its own ("log lines suppressed"). Clients sending bad requests, or every request
+// line of its own ("log lines suppressed", of=msg). Clients sending bad requests, or every request
 // failing while the backends are down, then cannot flood the log. Debug
 // lines are never held back.
 const logBurst = 10

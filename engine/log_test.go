@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,17 @@ func TestLogGatesReportLater(t *testing.T) {
 	case n := <-got:
 		t.Fatalf("a second report (%d): want one per burst", n)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// The report names the message in "of", not in a second "msg" key, which
+// parsers would read as the report's own message.
+func TestReportSuppressedRecord(t *testing.T) {
+	var buf bytes.Buffer
+	e := &Engine{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	e.reportSuppressed(slog.LevelWarn, "bad request", 490)
+	got := strings.TrimSpace(buf.String())
+	if !strings.HasSuffix(got, `level=WARN msg="log lines suppressed" of="bad request" count=490`) || strings.Count(got, "msg=") != 1 {
+		t.Errorf("report = %q, want one msg and of=\"bad request\" count=490", got)
 	}
 }

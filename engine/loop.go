@@ -87,9 +87,10 @@ func (f *fifo) pop(st uint8) *session { return f.popFor(st, -1) }
 // (and leaves waiting) sessions that be already failed, which are
 // retrying elsewhere. A dialing session's current attempt is in its tried
 // set too (as s.be); that one does not count as failed. A session dialing
-// for the keep-alive race's free retry is skipped too: it wants a new
-// connection, and a pooled one may be stale like the one it lost. A match
-// past the front leaves a hole.
+// or queued for the keep-alive race's free retry is not handed a
+// connection (be >= 0): it wants a new one, and a pooled one may be stale
+// like the one it lost (a queued one waits for serveWaiters, whose pop
+// takes it, to dial). A match past the front leaves a hole.
 func (f *fifo) popFor(st uint8, be int) *session {
 	var bit uint64
 	if be >= 0 {
@@ -108,7 +109,7 @@ func (f *fifo) popFor(st uint8, be int) *session {
 		if st == stConnecting && w.s.be != nil {
 			failed &^= 1 << uint(w.s.be.Index)
 		}
-		if failed&bit != 0 || st == stConnecting && w.s.freshDial {
+		if failed&bit != 0 || be >= 0 && w.s.freshDial {
 			continue
 		}
 		f.q[i] = waiter{}

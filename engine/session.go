@@ -104,7 +104,7 @@ type session struct {
 	replayOK     bool
 	stale        bool     // while queued: the attempt before was a stale pooled connection
 	staleRetried bool     // the one free retry after a stale pooled connection is used
-	freshDial    bool     // while connecting: the dial is that free retry, so no pooled connection will do
+	freshDial    bool     // while connecting or queued: for that free retry, so no pooled connection will do
 	nvia         uint8    // entries of via in use
 	via          [7]uint8 // backends that failed this request, in order, for the access log (the first 7)
 
@@ -502,7 +502,7 @@ func (s *session) use(be *upstream.Backend) {
 // wait ends in the same connect. Loop.
 func (s *session) enqueue(stale bool) {
 	s.st = stQueued
-	s.stale = stale
+	s.stale, s.freshDial = stale, stale
 	s.gen++ // an earlier entry of this session in a queue no longer counts
 	s.setDeadline(dlQueue, s.lp.e.queueTO)
 	s.lp.waitQ.push(s)
@@ -1017,9 +1017,12 @@ func (s *session) expired(now int64) {
 			s.idleAgain() // it caught up between two polls
 			return
 		}
-		if s.st == stExchange && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= e.bufLimit) {
+		if s.st == stExchange && (s.cl.c == nil || s.cl.c.OutboundBuffered() <= e.bufLimit) && (s.up == nil || !s.up.parked) {
 			// The client caught up (or was parked for its pipelined
 			// input with nothing queued): what is awaited now is the
+			// backend. Not while the backend is parked for the client:
+			// it is unparked only below the low-water mark, so a client
+			// that stopped reading above it would be timed as a silent
 			// backend.
 			s.setDeadline(dlResponse, e.respTO)
 			return

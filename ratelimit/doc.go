@@ -109,9 +109,11 @@
 // that consecutive addresses spread too); each shard has
 // its own sync.Mutex, table and slab, padded to its own cache lines. Allow
 // holds one shard mutex for a bounded amount of work (N or 17 words, plus
-// 2 swept slots, 64 more when the shard is full) and does not allocate for
+// 2 swept slots, 64 more when the table is full) and does not allocate for
 // a tracked key; inserting a key may add a slab page or double the shard's
-// table (a sequential rehash of at most that shard's entries).
+// table (a sequential rehash of at most that shard's entries), and, when
+// the table is full and the 64 slots are all free (a sparse shard), scan
+// further back, up to all the shard's slots, for a key to drop.
 // Keys, Evicted and Dropped read per-shard atomics without locking. An
 // Extractor is immutable and needs no locking.
 package ratelimit

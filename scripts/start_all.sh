@@ -30,9 +30,13 @@ STOPPING= # the pid stop_all waits for
 # hurry: Ctrl-C (or TERM) again while stopping. pace takes a second signal
 # for "exit now", so it goes at once; stop_all then stops the backends as
 # before. Dying here instead would leave them running in their sessions.
+# pace takes a second signal within 0.5 s of the first for the same stop
+# request, so one comes again after that.
 hurry() {
 	echo " (again: not waiting for it)"
-	[ -n "$STOPPING" ] && kill -TERM "$STOPPING" 2>/dev/null
+	[ -n "$STOPPING" ] || return 0
+	kill -TERM "$STOPPING" 2>/dev/null
+	(sleep 0.6 && kill -TERM "$STOPPING" 2>/dev/null) &
 }
 stop_all() {
 	trap - EXIT
