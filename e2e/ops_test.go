@@ -142,12 +142,7 @@ func TestOpenFileLimitTooLow(t *testing.T) {
 		t.Skip("pace's own start-up check")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "pace.toml")
-	cfg := proxyConfig{Backends: []string{"127.0.0.1:9"}}
-	if err := os.WriteFile(conf, []byte(cfg.toml("127.0.0.1:"+strconv.Itoa(freePort(t)))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := writeConfig(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:9")
 	code, out := runToExit(t, 10*time.Second, "prlimit", "--nofile=64", "--", proxyBin, "-config", conf)
 	if code != 1 {
 		t.Fatalf("pace under nofile 64 exited with status %d, want 1; output:\n%s", code, out)
@@ -155,6 +150,22 @@ func TestOpenFileLimitTooLow(t *testing.T) {
 	if !strings.Contains(out, "open-file limit 64 is too low") || !strings.Contains(out, "ulimit -n") {
 		t.Errorf("pace's output does not name the cause and the fix:\n%s", out)
 	}
+}
+
+// writeConfig writes a config for pace on listen with backends to a new
+// file in t's temporary directory, and returns its path.
+func writeConfig(t *testing.T, listen string, backends ...string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "pace-*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg := proxyConfig{Backends: backends}
+	if _, err := f.WriteString(cfg.toml(listen)); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 // runToExit runs a command that is expected to exit by itself within
@@ -211,24 +222,15 @@ func TestSelfBackendRefused(t *testing.T) {
 		t.Skip("pace's own configuration check")
 	}
 	t.Parallel()
-	dir := t.TempDir()
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	write := func(name string, backends ...string) string {
-		conf := filepath.Join(dir, name)
-		cfg := proxyConfig{Backends: backends}
-		if err := os.WriteFile(conf, []byte(cfg.toml(listen)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return conf
-	}
-	self := write("self.toml", "127.0.0.1:9", "localhost:"+strings.Split(listen, ":")[1])
+	self := writeConfig(t, listen, "127.0.0.1:9", "localhost:"+strings.Split(listen, ":")[1])
 	for _, args := range [][]string{{"-check", "-config", self}, {"-config", self}} {
 		code, out := runToExit(t, 10*time.Second, proxyBin, args...)
 		if code != 1 || !strings.Contains(out, "own listen address") {
 			t.Errorf("pace %s: status %d, output:\n%s\nwant status 1 and the loop named", strings.Join(args, " "), code, out)
 		}
 	}
-	unknown := write("unknown.toml", "127.0.0.1:9", "pace-test.invalid:8000")
+	unknown := writeConfig(t, listen, "127.0.0.1:9", "pace-test.invalid:8000")
 	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "-config", unknown)
 	if code != 0 || !strings.Contains(out, "warning: backend http://pace-test.invalid:8000") {
 		t.Errorf("pace -check with an unresolvable backend: status %d, output:\n%s\nwant status 0 and a warning", code, out)
@@ -244,17 +246,8 @@ func TestCheckBindsListen(t *testing.T) {
 		t.Skip("pace's own configuration check")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	write := func(name, listen string) string {
-		conf := filepath.Join(dir, name)
-		cfg := proxyConfig{Backends: []string{"127.0.0.1:9"}}
-		if err := os.WriteFile(conf, []byte(cfg.toml(listen)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return conf
-	}
 	// 192.0.2.0/24 is TEST-NET-1: no host has it.
-	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "-config", write("foreign.toml", "192.0.2.1:8080"))
+	code, out := runToExit(t, 10*time.Second, proxyBin, "-check", "-config", writeConfig(t, "192.0.2.1:8080", "127.0.0.1:9"))
 	if code != 1 || !strings.Contains(out, "server.listen") || !strings.Contains(out, "cannot assign requested address") {
 		t.Errorf("pace -check, listen on an address this host lacks: status %d, output:\n%s\nwant status 1 naming server.listen", code, out)
 	}
@@ -263,7 +256,7 @@ func TestCheckBindsListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	code, out = runToExit(t, 10*time.Second, proxyBin, "-check", "-config", write("busy.toml", l.Addr().String()))
+	code, out = runToExit(t, 10*time.Second, proxyBin, "-check", "-config", writeConfig(t, l.Addr().String(), "127.0.0.1:9"))
 	if code != 0 || !strings.Contains(out, "warning: "+l.Addr().String()+" is in use now") {
 		t.Errorf("pace -check, listen on a port in use: status %d, output:\n%s\nwant status 0 and a warning", code, out)
 	}

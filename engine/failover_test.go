@@ -508,19 +508,26 @@ func TestResponseTimeoutRetriedWhenIdempotent(t *testing.T) {
 	}
 }
 
-// After a pooled connection turns out stale, the fresh connection goes to
-// the same backend, which was up a moment ago. It used to go to the next
-// one, and when that one was down the request got its refusal: 502 for a
-// request a healthy backend would have answered.
-func TestStaleRetryStaysOnItsBackend(t *testing.T) {
-	stale := rawBackend(t, func(c net.Conn) {
+// oneShotBackend answers "ok" to the first request on each connection,
+// keeping it open, and closes it unanswered at the next: every reuse of
+// a pooled connection to it loses the keep-alive race.
+func oneShotBackend(t *testing.T) string {
+	return rawBackend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := readHead(br); err != nil {
 			return
 		}
 		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-		readHead(br) // the next request on it loses the keep-alive race
+		readHead(br)
 	})
+}
+
+// After a pooled connection turns out stale, the fresh connection goes to
+// the same backend, which was up a moment ago. It used to go to the next
+// one, and when that one was down the request got its refusal: 502 for a
+// request a healthy backend would have answered.
+func TestStaleRetryStaysOnItsBackend(t *testing.T) {
+	stale := oneShotBackend(t)
 	dead := freeAddr(t)
 	for _, retries := range []int{1, 0} {
 		t.Run(fmt.Sprintf("max_retries=%d", retries), func(t *testing.T) {
@@ -551,14 +558,7 @@ func TestStaleRetryStaysOnItsBackend(t *testing.T) {
 // A backend that answers once per connection makes every reused one stale;
 // many clients at once make connections finish while others dial.
 func TestStaleRetryGetsANewConnection(t *testing.T) {
-	oneshot := rawBackend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		if _, err := readHead(br); err != nil {
-			return
-		}
-		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-		readHead(br) // the next request on it loses the keep-alive race
-	})
+	oneshot := oneShotBackend(t)
 	zero := 0
 	p := startProxy(t, []string{oneshot}, func(o *Options) {
 		o.Server.Workers = 1

@@ -653,6 +653,38 @@ func TestHeadByteByByte(t *testing.T) {
 	}
 }
 
+// limitedProxy starts pace in front of b with a limit of 2 requests a
+// minute, trusting trusted; tweak, if not nil, changes more.
+func limitedProxy(t *testing.T, b string, trusted string, tweak func(o *Options)) *testProxy {
+	return startProxy(t, []string{b}, func(o *Options) {
+		on := true
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 2
+		o.RateLimit.WindowSeconds = 60
+		o.RateLimit.TrustedProxies = []string{trusted}
+		if tweak != nil {
+			tweak(o)
+		}
+	})
+}
+
+// statusOf sends a GET for url with fields (name, value pairs; a name
+// given twice adds a second line) and returns the response status.
+func statusOf(t *testing.T, c *http.Client, url string, fields ...string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(fields); i += 2 {
+		req.Header.Add(fields[i], fields[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // Behind a trusted proxy the limit follows X-Forwarded-For; from an
 // untrusted peer the header is ignored, so spoofing it buys nothing.
 func TestRateLimitTrustedProxies(t *testing.T) {
@@ -664,26 +696,12 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 		{"127.0.0.1/32", []int{200, 200, 429, 200}},
 		{"10.0.0.0/8", []int{200, 200, 429, 429}},
 	} {
-		p := startProxy(t, []string{b.addr()}, func(o *Options) {
-			on := true
-			o.RateLimit.Enabled = &on
-			o.RateLimit.MaxRequests = 2
-			o.RateLimit.WindowSeconds = 60
-			o.RateLimit.TrustedProxies = []string{tc.trusted}
-		})
+		p := limitedProxy(t, b.addr(), tc.trusted, nil)
 		c := client()
 		for i, xff := range []string{"198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2"} {
-			req, _ := http.NewRequest("GET", p.url("/"), nil)
-			req.Header.Add("X-Forwarded-For", "203.0.113.66") // a spoofed first line
-			req.Header.Add("X-Forwarded-For", xff)
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want[i] {
-				t.Errorf("trusted %s, request %d (XFF %s): status %d, want %d", tc.trusted, i+1, xff, resp.StatusCode, tc.want[i])
+			// A spoofed first line, then the proxy's.
+			if got := statusOf(t, c, p.url("/"), "X-Forwarded-For", "203.0.113.66", "X-Forwarded-For", xff); got != tc.want[i] {
+				t.Errorf("trusted %s, request %d (XFF %s): status %d, want %d", tc.trusted, i+1, xff, got, tc.want[i])
 			}
 		}
 	}
@@ -695,14 +713,7 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 // another client there spends none of its quota.
 func TestRateLimitRealIPHeader(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
-	p := startProxy(t, []string{b.addr()}, func(o *Options) {
-		on := true
-		o.RateLimit.Enabled = &on
-		o.RateLimit.MaxRequests = 2
-		o.RateLimit.WindowSeconds = 60
-		o.RateLimit.TrustedProxies = []string{"127.0.0.1"}
-		o.RateLimit.RealIPHeader = "X-Real-IP"
-	})
+	p := limitedProxy(t, b.addr(), "127.0.0.1", func(o *Options) { o.RateLimit.RealIPHeader = "X-Real-IP" })
 	c := client()
 	for i, tc := range []struct {
 		realIP, xff string
@@ -713,17 +724,8 @@ func TestRateLimitRealIPHeader(t *testing.T) {
 		{"198.51.100.1", "6.6.6.3", 429},
 		{"198.51.100.2", "198.51.100.1", 200},
 	} {
-		req, _ := http.NewRequest("GET", p.url("/"), nil)
-		req.Header.Set("X-Real-IP", tc.realIP)
-		req.Header.Set("X-Forwarded-For", tc.xff)
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("request %d (X-Real-IP %s, XFF %s): status %d, want %d", i+1, tc.realIP, tc.xff, resp.StatusCode, tc.want)
+		if got := statusOf(t, c, p.url("/"), "X-Real-IP", tc.realIP, "X-Forwarded-For", tc.xff); got != tc.want {
+			t.Errorf("request %d (X-Real-IP %s, XFF %s): status %d, want %d", i+1, tc.realIP, tc.xff, got, tc.want)
 		}
 	}
 }
@@ -732,26 +734,12 @@ func TestRateLimitRealIPHeader(t *testing.T) {
 // request buys a client nothing. Another /64 has its own quota.
 func TestRateLimitIPv6Prefix(t *testing.T) {
 	b := newNamedBackend(t, "b", nil)
-	p := startProxy(t, []string{b.addr()}, func(o *Options) {
-		on := true
-		o.RateLimit.Enabled = &on
-		o.RateLimit.MaxRequests = 2
-		o.RateLimit.WindowSeconds = 60
-		o.RateLimit.TrustedProxies = []string{"127.0.0.1"}
-	})
+	p := limitedProxy(t, b.addr(), "127.0.0.1", nil)
 	c := client()
 	want := []int{200, 200, 429, 200}
 	for i, xff := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3", "2001:db8:1:3::1"} {
-		req, _ := http.NewRequest("GET", p.url("/"), nil)
-		req.Header.Set("X-Forwarded-For", xff)
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want[i] {
-			t.Errorf("request %d (client %s): status %d, want %d", i+1, xff, resp.StatusCode, want[i])
+		if got := statusOf(t, c, p.url("/"), "X-Forwarded-For", xff); got != want[i] {
+			t.Errorf("request %d (client %s): status %d, want %d", i+1, xff, got, want[i])
 		}
 	}
 }
