@@ -370,3 +370,51 @@ func TestBadChunkBeforeAnythingSentIs502(t *testing.T) {
 		t.Fatalf("bad_response errors: %d, want 1", n)
 	}
 }
+
+// A close-delimited response (no Content-Length, not chunked) reaches an
+// HTTP/1.1 client re-chunked, as nginx sends it, and the client's
+// connection goes on to its next request; an HTTP/1.0 client gets it as
+// it came, ended by pace's close.
+func TestCloseDelimitedResponseRechunked(t *testing.T) {
+	body := strings.Repeat("0123456789", 5000)
+	be := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+		for i := 0; i < len(body); i += 7000 {
+			c.Write([]byte(body[i:min(i+7000, len(body))]))
+			time.Sleep(time.Millisecond)
+		}
+	})
+	p := startProxy(t, []string{be}, nil)
+	conn := dialProxy(t, p)
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		io.WriteString(conn, "GET /cd HTTP/1.1\r\nHost: x\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != body {
+			t.Fatalf("request %d: %d of %d body bytes, %v", i+1, len(got), len(body), err)
+		}
+		if te := resp.TransferEncoding; len(te) != 1 || te[0] != "chunked" || resp.Close {
+			t.Fatalf("request %d: Transfer-Encoding %v, close %v; want chunked and the connection kept", i+1, te, resp.Close)
+		}
+	}
+	conn.Close()
+
+	conn = dialProxy(t, p)
+	defer conn.Close()
+	io.WriteString(conn, "GET /cd HTTP/1.0\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(conn)
+	head, got, _ := strings.Cut(string(all), "\r\n\r\n")
+	if err != nil || got != body || strings.Contains(strings.ToLower(head), "transfer-encoding") {
+		t.Fatalf("HTTP/1.0: head %q, %d of %d body bytes, %v; want the body as sent, then pace's close", head, len(got), len(body), err)
+	}
+}

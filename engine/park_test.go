@@ -606,8 +606,8 @@ func readAnswers(t *testing.T, br *bufio.Reader, sizes ...int) {
 	}
 }
 
-// A parked client whose last response ends the connection (close-
-// delimited), with more of its pipelined requests still in the kernel
+// A parked client whose last response ends the connection (it asked for
+// Connection: close), with more of its pipelined requests still in the kernel
 // where pace left them: pace must linger, reading them, not close with
 // them unread, which resets the connection and loses the response's tail.
 func TestParkedClientLingersOverUnreadInput(t *testing.T) {
@@ -624,7 +624,7 @@ func TestParkedClientLingersOverUnreadInput(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
 				continue
 			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n") // close-delimited: pace closes the client after it
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n") // close-delimited, re-chunked for the client
 			c.Write(big)
 			return
 		}
@@ -635,7 +635,7 @@ func TestParkedClientLingersOverUnreadInput(t *testing.T) {
 	})
 	c := lingerClient(t, p)
 	defer c.Close()
-	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("p", 5000)+"\r\n\r\n")
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "+strings.Repeat("p", 5000)+"\r\n\r\n")
 	time.Sleep(100 * time.Millisecond) // parked by now; the rest stays in the kernel
 	go io.WriteString(c, strings.Repeat("GET /more HTTP/1.1\r\nHost: x\r\n\r\n", 1500))
 	time.Sleep(time.Second)

@@ -500,7 +500,15 @@ func (s *session) writeResponseHead() bool {
 			s.closeAfter = true
 		}
 	case codec.BodyClose:
-		s.closeAfter = true
+		if s.minor >= 1 {
+			// Re-chunked, as nginx does: the backend's close ends the
+			// body, and the last chunk tells the client so; its
+			// connection goes on (RFC 9112 section 6.3).
+			out = codec.Framing{Kind: codec.BodyChunked}
+			s.respMode = codec.ModeRechunk
+		} else {
+			s.closeAfter = true
+		}
 	}
 	if !s.reqDone {
 		s.closeAfter, s.unread = true, true
@@ -593,7 +601,20 @@ func (s *session) upstreamEOF() {
 		e.logf(levelWarn, "backend closed the connection before answering", "backend", s.be.Addr, "client", s.ip, "reset", up.reset)
 		s.retryOrFail(true, false, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
 	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose && !up.reset:
-		s.finish() // close-delimited body ends here
+		// A close-delimited body ends here; re-chunked, its last chunk
+		// goes now.
+		end, _ := s.respBody.Finish(s.lp.scratch[:0])
+		s.bytesOut += int64(len(end))
+		ok := true
+		if s.headQueued {
+			s.headQueued = false
+			ok = s.flushHead(end)
+		} else if len(end) > 0 {
+			ok = s.writeClient(end)
+		}
+		if ok && s.up == up {
+			s.finish()
+		}
 	case up.reset:
 		// A close-delimited body ends only at a clean FIN: after a
 		// reset, a clean end towards the client would pass a cut
