@@ -20,10 +20,27 @@ type Backend struct {
 	downUntil atomic.Int64 // unix nanoseconds; 0 when up
 }
 
-// Up reports whether the backend is currently taking traffic.
+// Up reports whether the backend is currently taking traffic: it is not
+// down, or its cool-down has passed (it then takes one probe request at a
+// time, see take).
 func (b *Backend) Up(now int64) bool {
 	d := b.downUntil.Load()
 	return d == 0 || now >= d
+}
+
+// take reports whether b may take a request now: it is up, or its
+// cool-down has passed and this caller wins the probe. The probe pushes
+// the cool-down on, so that until its outcome (Success brings b back,
+// Failure starts a new cool-down) other requests keep going elsewhere:
+// one request per cool-down finds out whether b is back, as one per
+// fail_timeout does in nginx. Letting every request through instead sent a
+// hung backend its whole share until the first of them timed out.
+func (b *Backend) take(now int64, cooldown time.Duration) bool {
+	d := b.downUntil.Load()
+	if d == 0 {
+		return true
+	}
+	return now >= d && b.downUntil.CompareAndSwap(d, now+int64(cooldown))
 }
 
 // Balancer picks backends round robin, globally across event loops.
@@ -65,7 +82,7 @@ func NewBalancer(c *Config, log *slog.Logger) *Balancer {
 // so that a request is never refused only because all backends recently
 // failed. It returns nil when every backend is excluded. Lock-free.
 func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
-	b, passed := bl.scan(bl.next.Add(1)-1, exclude, now)
+	b, passed, _ := bl.scan(bl.next.Add(1)-1, exclude, now)
 	if passed > 0 {
 		// Skip the turns of the backends passed over, or the next one
 		// up would take them all.
@@ -86,17 +103,18 @@ func (bl *Balancer) Pick(exclude uint64, now int64) *Backend {
 // request. Starting from the turn (not from the failed backend) spreads
 // the retries of a failing backend over the others. Lock-free.
 func (bl *Balancer) Retry(exclude uint64, now int64) *Backend {
-	b, _ := bl.scan(bl.next.Load(), exclude, now)
-	if b != nil && !b.Up(now) {
+	b, _, up := bl.scan(bl.next.Load(), exclude, now)
+	if !up {
 		return nil
 	}
 	return b
 }
 
-// scan returns the first backend from position start on that is up and
-// not excluded, with how many positions it passed over; else (all down)
-// the first one not excluded, and 0; nil when every one is excluded.
-func (bl *Balancer) scan(start, exclude uint64, now int64) (*Backend, uint64) {
+// scan returns the first backend from position start on that is not
+// excluded and may take a request (take: up, or its probe), with how many
+// positions it passed over and true; else (all down) the first one not
+// excluded, 0 and false; nil when every one is excluded.
+func (bl *Balancer) scan(start, exclude uint64, now int64) (*Backend, uint64, bool) {
 	n := uint64(len(bl.Backends))
 	var fallback *Backend
 	for i := uint64(0); i < n; i++ {
@@ -104,14 +122,14 @@ func (bl *Balancer) scan(start, exclude uint64, now int64) (*Backend, uint64) {
 		if exclude&(1<<uint(b.Index)) != 0 {
 			continue
 		}
-		if b.Up(now) {
-			return b, i
+		if b.take(now, bl.cooldown) {
+			return b, i, true
 		}
 		if fallback == nil {
 			fallback = b
 		}
 	}
-	return fallback, 0
+	return fallback, 0, false
 }
 
 // Success records a good exchange with b: its failure streak ends, and a

@@ -1,6 +1,7 @@
 // Package upstream owns pace's backends: the [upstreams] section of
 // proxy.toml, round-robin selection, passive health (a backend that fails
-// FailThreshold times in a row is skipped for Cooldown), and dialing.
+// FailThreshold times in a row is skipped for Cooldown, then takes one
+// probe request; a success brings it back), and dialing.
 //
 // Concurrency: a Balancer and its Backends are shared by every event loop.
 // Pick, Success and Failure are safe for concurrent use and lock-free

@@ -112,6 +112,49 @@ func TestPickRoundRobinAndDown(t *testing.T) {
 	}
 }
 
+// After its cool-down a down backend takes one probe request, not every
+// request: the others keep going elsewhere until the probe's outcome. A
+// failed probe starts a new cool-down (one probe each), a good one brings
+// the backend back for everyone.
+func TestCooldownProbeIsOneRequest(t *testing.T) {
+	c := &Config{Backends: []string{"a:1", "b:2"}, FailThreshold: 1}
+	bl := NewBalancer(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := bl.Backends[0]
+	now := time.Now().UnixNano()
+	bl.Failure(a, now)
+	count := func(at int64) int {
+		n := 0
+		for i := 0; i < 20; i++ {
+			if bl.Pick(0, at) == a {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(now + int64(time.Second)); n != 0 {
+		t.Fatalf("in its cool-down a took %d of 20 requests, want 0", n)
+	}
+	after := now + int64(11*time.Second)
+	if n := count(after); n != 1 {
+		t.Fatalf("after its cool-down a took %d of 20 requests, want 1 (the probe)", n)
+	}
+	if r := bl.Retry(1<<1, after); r != nil {
+		t.Fatalf("Retry while the probe is out = %v, want nil (a is still down)", r)
+	}
+	bl.Failure(a, after) // the probe failed
+	if n := count(after + int64(5*time.Second)); n != 0 {
+		t.Fatalf("after a failed probe a took %d of 20 requests, want 0 (a new cool-down)", n)
+	}
+	later := after + int64(11*time.Second)
+	if n := count(later); n != 1 {
+		t.Fatalf("after the second cool-down a took %d of 20 requests, want 1", n)
+	}
+	bl.Success(a) // the probe succeeded
+	if n := count(later); n != 10 {
+		t.Fatalf("after a good probe a took %d of 20 requests, want 10 (its round-robin share)", n)
+	}
+}
+
 func TestDialTimeoutAndRefused(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
