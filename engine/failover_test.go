@@ -764,3 +764,53 @@ func TestExpectContinueSilentBackendIsNotTheClientsFault(t *testing.T) {
 		t.Fatalf("timeouts counted against the silent backend: %d, want 2", n)
 	}
 }
+
+// pace_retries_total counts retries, one per failed attempt retried: a
+// dial skipped because its backend went down while it waited was no
+// attempt, and the request picking again is no retry. It used to count
+// one (a review saw 150 retries for 128 failed dials). One dial worker
+// and a backend whose dials hang: the first times out and marks it down,
+// and the dials queued behind it are skipped.
+func TestSkippedDialIsNoRetry(t *testing.T) {
+	testDialers = 1
+	defer func() { testDialers = 0 }()
+	dead := blackhole(t)
+	// Slow enough that none of its connections is free to be handed to a
+	// request still dialing the other one.
+	good := newNamedBackend(t, "good", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, []string{dead, good.addr()}, func(o *Options) {
+		o.Upstreams.FailThreshold = 1
+		o.Upstreams.Cooldown = dur(time.Minute)
+		o.Upstreams.ConnectTimeout = dur(300 * time.Millisecond)
+	})
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client().Get(p.url("/"))
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d of 20 requests failed, want every one served by the good backend", n)
+	}
+	m := scrape(t, p)
+	failed := m[`pace_upstream_errors_total{backend="`+dead+`",kind="connect"}`] + m[`pace_upstream_errors_total{backend="`+dead+`",kind="timeout"}`]
+	if retries := m["pace_retries_total"]; retries != failed || failed == 0 {
+		t.Errorf("pace_retries_total = %v, want %v: one per failed dial, none for the dials skipped once the backend was down", retries, failed)
+	}
+}

@@ -780,6 +780,14 @@ func (s *session) done() bool {
 // else answers status. sent says the request may have reached a backend.
 // Loop.
 func (s *session) retryOrFail(sent, stale bool, status int, reason, body string) {
+	s.retryOrFailCounted(true, sent, stale, status, reason, body)
+}
+
+// retryOrFailCounted is retryOrFail; counted false leaves
+// pace_upstream_retries_total alone, for a request that picks again
+// because its dial was skipped: nothing was tried, so nothing is retried.
+// Loop.
+func (s *session) retryOrFailCounted(counted, sent, stale bool, status int, reason, body string) {
 	e := s.lp.e
 	// A pooled connection the backend closed before answering is the
 	// keep-alive race, not a failed backend: like nginx, pace does not
@@ -798,7 +806,9 @@ func (s *session) retryOrFail(sent, stale bool, status int, reason, body string)
 			// retry_timeout bounds the whole request, not each attempt.
 			e.logf(levelDebug, "not retried: retry_timeout has passed", "backend", s.be.Addr, "client", s.ip, "status", status)
 		} else if s.connect(free) {
-			e.met.Retries.Inc()
+			if counted {
+				e.met.Retries.Inc()
+			}
 			return
 		}
 	}

@@ -183,6 +183,10 @@ func (up *upconn) dialFailed(err error) {
 		s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend's name did not resolve\n")
 		return
 	}
+	if skipped {
+		s.retryOrFailCounted(false, false, false, 502, "Bad Gateway", "502 Bad Gateway: no backend could take the request\n")
+		return
+	}
 	s.retryOrFail(false, false, 502, "Bad Gateway", "502 Bad Gateway: the backend refused the connection\n")
 }
 
