@@ -590,7 +590,13 @@ func (s *session) upstreamEOF() {
 		// the request may go to another backend (retryOrFail's rules).
 		s.up = nil
 		up.kill()
-		if stale := up.reused && !s.respStarted; stale {
+		// The keep-alive race earns its free retry only for a request
+		// that can take it; one that cannot (a POST, a body no longer
+		// held, a second stale connection) reaches the client as a
+		// failure, and counts against the backend like one, as nginx
+		// counts errors on cached connections: a backend that closes
+		// every POST is not the race.
+		if stale := up.reused && !s.respStarted && !s.staleRetried && s.replayOK && s.idempotent(); stale {
 			// The keep-alive race: the backend closed an idle
 			// connection as the request went out. Not its failure.
 			e.met.UpstreamError(s.be.Index, metrics.ErrStale)
