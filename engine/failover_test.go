@@ -565,33 +565,8 @@ func TestStaleRetryGetsANewConnection(t *testing.T) {
 		o.Upstreams.MaxRetries = &zero
 		o.Upstreams.FailThreshold = 1000
 	})
-	var bad atomic.Int64
-	var first atomic.Value
-	var wg sync.WaitGroup
-	for g := 0; g < 16; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := client()
-			for i := 0; i < 100; i++ {
-				resp, err := c.Get(p.url("/"))
-				if err != nil {
-					bad.Add(1)
-					first.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(body) != "ok" {
-					bad.Add(1)
-					first.CompareAndSwap(nil, fmt.Sprintf("%d %q", resp.StatusCode, body))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if n := bad.Load(); n > 0 {
-		t.Fatalf("%d of 1600 requests failed (first: %v); want every stale connection retried on a new one", n, first.Load())
+	if n, first := getConcurrently(p.url("/"), 16, 100); n > 0 {
+		t.Fatalf("%d of 1600 requests failed (first: %v); want every stale connection retried on a new one", n, first)
 	}
 }
 
@@ -786,27 +761,8 @@ func TestSkippedDialIsNoRetry(t *testing.T) {
 		o.Upstreams.Cooldown = dur(time.Minute)
 		o.Upstreams.ConnectTimeout = dur(300 * time.Millisecond)
 	})
-	var wg sync.WaitGroup
-	var bad atomic.Int64
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := client().Get(p.url("/"))
-			if err != nil {
-				bad.Add(1)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				bad.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := bad.Load(); n > 0 {
-		t.Fatalf("%d of 20 requests failed, want every one served by the good backend", n)
+	if n, first := getConcurrently(p.url("/"), 20, 1); n > 0 {
+		t.Fatalf("%d of 20 requests failed (first: %v), want every one served by the good backend", n, first)
 	}
 	m := scrape(t, p)
 	failed := m[`pace_upstream_errors_total{backend="`+dead+`",kind="connect"}`] + m[`pace_upstream_errors_total{backend="`+dead+`",kind="timeout"}`]
@@ -852,4 +808,36 @@ func TestStaleCloseOfPostCountsAgainstTheBackend(t *testing.T) {
 	if closed, stale := m[key+`closed"}`], m[key+`stale"}`]; closed != 3 || stale != 0 {
 		t.Errorf("errors closed = %v, stale = %v; want 3 and 0", closed, stale)
 	}
+}
+
+// getConcurrently sends n GETs for url from each of g clients at once, and
+// returns how many failed (an error, or not 200 "ok") and the first
+// failure.
+func getConcurrently(url string, g, n int) (int64, any) {
+	var bad atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for range g {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client()
+			for range n {
+				resp, err := c.Get(url)
+				if err != nil {
+					bad.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "ok" {
+					bad.Add(1)
+					first.CompareAndSwap(nil, fmt.Sprintf("%d %q", resp.StatusCode, body))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return bad.Load(), first.Load()
 }
