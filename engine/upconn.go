@@ -101,7 +101,7 @@ func (e *Engine) dial(up *upconn) {
 
 // connectUp makes up's connection and enrolls it; see dial. Blocks.
 func (e *Engine) connectUp(up *upconn) error {
-	if up.pickedUp && !up.be.Up(nanotime()) {
+	if up.pickedUp && up.be.Down() {
 		return errWentDown
 	}
 	e.met.UpstreamDials.Inc()
@@ -591,11 +591,12 @@ func (s *session) upstreamEOF() {
 		s.up = nil
 		up.kill()
 		// The keep-alive race earns its free retry only for a request
-		// that can take it; one that cannot (a POST, a body no longer
-		// held, a second stale connection) reaches the client as a
-		// failure, and counts against the backend like one, as nginx
-		// counts errors on cached connections: a backend that closes
-		// every POST is not the race.
+		// that can take it. For one that cannot (a POST, a body no
+		// longer held, a second stale connection) the close is a
+		// failure like any other: counted against the backend, as
+		// nginx counts errors on cached connections (a backend that
+		// closes every POST is not the race), and retried elsewhere
+		// where retryOrFail's rules allow.
 		if stale := up.reused && !s.respStarted && !s.staleRetried && s.replayOK && s.idempotent(); stale {
 			// The keep-alive race: the backend closed an idle
 			// connection as the request went out. Not its failure.
@@ -612,17 +613,11 @@ func (s *session) upstreamEOF() {
 		s.retryOrFail(true, false, 502, "Bad Gateway", "502 Bad Gateway: the backend closed the connection\n")
 	case s.respBody.Remaining() < 0 && s.resp.Body.Kind == codec.BodyClose && !up.reset:
 		// A close-delimited body ends here; re-chunked, its last chunk
-		// goes now.
+		// goes now (pumpResponse has written a head waiting for body
+		// bytes before it calls this).
 		end, _ := s.respBody.Finish(s.lp.scratch[:0])
 		s.bytesOut += int64(len(end))
-		ok := true
-		if s.headQueued {
-			s.headQueued = false
-			ok = s.flushHead(end)
-		} else if len(end) > 0 {
-			ok = s.writeClient(end)
-		}
-		if ok && s.up == up {
+		if (len(end) == 0 || s.writeClient(end)) && s.up == up {
 			s.finish()
 		}
 	case up.reset:

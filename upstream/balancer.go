@@ -28,6 +28,11 @@ func (b *Backend) Up(now int64) bool {
 	return d == 0 || now >= d
 }
 
+// Down reports whether the backend is marked down, cool-down passed or
+// not: a dial for a request that picked it while it was up is then
+// skipped, and the request picks again (and may take the probe).
+func (b *Backend) Down() bool { return b.downUntil.Load() != 0 }
+
 // take reports whether b may take a request now: it is up, or its
 // cool-down has passed and this caller wins the probe. The probe pushes
 // the cool-down on, so that until its outcome (Success brings b back,
