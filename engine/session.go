@@ -104,7 +104,7 @@ type session struct {
 	replayOK     bool
 	stale        bool     // while queued: the attempt before was a stale pooled connection
 	staleRetried bool     // the one free retry after a stale pooled connection is used
-	freshDial    bool     // while connecting or queued: for that free retry, so no pooled connection will do
+	freshDial    bool     // while connecting or queued: for the free retry or a down backend's probe, so no other connection will do
 	nvia         uint8    // entries of via in use
 	via          [7]uint8 // backends that failed this request, in order, for the access log (the first 7)
 
@@ -460,7 +460,13 @@ func (s *session) connect(stale bool) bool {
 	}
 	s.use(be)
 	s.st = stConnecting
-	s.freshDial = stale
+	// A dial to a backend not up is its probe after the cool-down (or
+	// the fallback with every backend down): like the free retry's, it
+	// must carry this request. Handed another connection, the session
+	// would leave the probe with no exchange to prove the backend back,
+	// and the backend down for another cool-down.
+	pickedUp := be.Up(now)
+	s.freshDial = stale || !pickedUp
 	s.gen++
 	s.lp.dialQ.push(s)
 	// A dial ends within connect_timeout once a worker takes it; the
@@ -468,7 +474,7 @@ func (s *session) connect(stale bool) bool {
 	s.setDeadline(dlConnect, 2*e.queueTO)
 	e.uplinks.Add(1)
 	e.transit.Add(1) // the dial's enroll; given back by dial
-	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: be.Up(now)}
+	up := &upconn{lp: s.lp, be: be, s: s, gen: s.gen, pickedUp: pickedUp}
 	e.queueDial(up)
 	return true
 }
