@@ -87,10 +87,12 @@ func (f *fifo) pop(st uint8) *session { return f.popFor(st, -1) }
 // (and leaves waiting) sessions that be already failed, which are
 // retrying elsewhere. A dialing session's current attempt is in its tried
 // set too (as s.be); that one does not count as failed. A session dialing
-// or queued for the keep-alive race's free retry is not handed a
-// connection (be >= 0): it wants a new one, and a pooled one may be stale
-// like the one it lost (a queued one waits for serveWaiters, whose pop
-// takes it, to dial). A match past the front leaves a hole.
+// or queued for the keep-alive race's free retry, or dialing a down
+// backend's probe (freshDial), is not handed a connection (be >= 0): the
+// first wants a new one, as a pooled one may be stale like the one it
+// lost (a queued one waits for serveWaiters, whose pop takes it, to
+// dial), and the probe needs this request's exchange to prove its backend
+// back. A match past the front leaves a hole.
 func (f *fifo) popFor(st uint8, be int) *session {
 	var bit uint64
 	if be >= 0 {
