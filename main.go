@@ -134,14 +134,12 @@ func run() int {
 		// In use is only a warning: -check is run next to the pace it
 		// is about to replace.
 		inUse := ""
-		if l, err := net.Listen("tcp", fc.Server.Address()); err != nil {
+		if err := engine.CheckListen(fc.Server.Address()); err != nil {
 			if !errors.Is(err, syscall.EADDRINUSE) {
 				fmt.Fprintf(os.Stderr, "pace: %s: server.listen: %v\n", *cfgPath, err)
 				return 1
 			}
 			inUse = fmt.Sprintf("%s is in use now (by the pace this config is for? a start would fail until it stops)", fc.Server.Address())
-		} else {
-			l.Close()
 		}
 		printConfig(*cfgPath, &fc)
 		for _, u := range unresolved {
@@ -474,11 +472,7 @@ func printConfig(path string, fc *fileConfig) {
 	if rl.IsEnabled() {
 		trusted := fmt.Sprintf("%d trusted proxies", len(rl.TrustedProxies))
 		if len(rl.TrustedProxies) > 0 {
-			from := ratelimit.HeaderXForwardedFor
-			if strings.EqualFold(rl.RealIPHeader, ratelimit.HeaderXRealIP) {
-				from = ratelimit.HeaderXRealIP
-			}
-			trusted = fmt.Sprintf("trusted proxies %s (client from %s)", strings.Join(rl.TrustedProxies, ", "), from)
+			trusted = fmt.Sprintf("trusted proxies %s (client from %s)", strings.Join(rl.TrustedProxies, ", "), rl.ClientField())
 		}
 		fmt.Printf("  rate_limit    %d requests per %ds, key %s (IPv6 per /%d), %s\n", rl.MaxRequests, rl.WindowSeconds, rl.KeyExtractor, rl.IPv6Prefix, trusted)
 	} else {

@@ -262,8 +262,13 @@ func (e *Engine) idle() bool { return e.fdsInUse() == 0 }
 // lets it go, so that pace refuses to start when another process holds
 // the port (each worker's own listener sets SO_REUSEPORT, which would let
 // a second pace silently share the port). Any goroutine.
-func (e *Engine) CheckListen() error {
-	l, err := net.Listen("tcp", e.listen)
+func (e *Engine) CheckListen() error { return CheckListen(e.listen) }
+
+// CheckListen is Engine.CheckListen for addr, for a configuration not yet
+// running (pace -check). An address in use is an error that matches
+// syscall.EADDRINUSE. Any goroutine.
+func CheckListen(addr string) error {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("%w (another pace, or another server, holds it)", err)

@@ -798,12 +798,12 @@ func (s *session) retryOrFailCounted(counted, sent, stale bool, status int, reas
 	// A pooled connection the backend closed before answering is the
 	// keep-alive race, not a failed backend: like nginx, pace does not
 	// count that attempt, so max_retries = 0 still gets one fresh
-	// connection to the same backend. Once per request, so it cannot
-	// loop: a second stale connection is a failure like any other, and
-	// its retry goes to another backend (it used to go to the same one,
-	// and a request could fail there on a backend just killed).
-	free := stale && !s.staleRetried
-	if free {
+	// connection to the same backend. upstreamEOF calls it stale only
+	// for a request that may take that retry, once: a second stale
+	// connection is a failure like any other, and its retry goes to
+	// another backend (it used to go to the same one, and a request
+	// could fail there on a backend just killed).
+	if stale {
 		s.staleRetried = true
 		s.attempts--
 	}
@@ -811,7 +811,7 @@ func (s *session) retryOrFailCounted(counted, sent, stale bool, status int, reas
 		if e.retryTO != 0 && nanotime()-s.start >= e.retryTO {
 			// retry_timeout bounds the whole request, not each attempt.
 			e.logf(levelDebug, "not retried: retry_timeout has passed", "backend", s.be.Addr, "client", s.ip, "status", status)
-		} else if s.connect(free) {
+		} else if s.connect(stale) {
 			if counted {
 				e.met.Retries.Inc()
 			}

@@ -212,6 +212,16 @@ func parseExtractor(s string) (header string, err error) {
 	return "", fmt.Errorf("must be %q or %q, got %q", DefaultKeyExtractor, headerPrefix+"NAME", s)
 }
 
+// ClientField is the field a trusted proxy's client address is read from
+// first, as real_ip_header names it: HeaderXForwardedFor (then
+// HeaderXRealIP) or HeaderXRealIP. For a valid c.
+func (c *Config) ClientField() string {
+	if realIPOnly, _ := parseRealIPHeader(c.RealIPHeader); realIPOnly {
+		return HeaderXRealIP
+	}
+	return HeaderXForwardedFor
+}
+
 // parseRealIPHeader reports whether real_ip_header s selects X-Real-IP only
 // (false: X-Forwarded-For, then X-Real-IP).
 func parseRealIPHeader(s string) (realIPOnly bool, err error) {

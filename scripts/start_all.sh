@@ -27,11 +27,11 @@ die() { echo "start_all.sh: $*" >&2; exit 1; }
 PIDS=()
 NAMES=()
 STOPPING= # the pid stop_all waits for
-# hurry: Ctrl-C (or TERM) again while stopping. pace takes a second signal
-# for "exit now", so it goes at once; stop_all then stops the backends as
-# before. Dying here instead would leave them running in their sessions.
-# pace takes a second signal within 0.5 s of the first for the same stop
-# request, so one comes again after that.
+# hurry: Ctrl-C (or TERM) again while stopping. A second signal makes pace
+# exit at once, unless it comes within 0.5 s of the first (pace then takes
+# it for the same stop request), so one comes again after that; stop_all
+# then stops the backends as before. Dying here instead would leave them
+# running in their sessions.
 hurry() {
 	echo " (again: not waiting for it)"
 	[ -n "$STOPPING" ] || return 0
