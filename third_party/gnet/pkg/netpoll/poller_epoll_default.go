@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -129,6 +130,22 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 	return os.NewSyscallError("write", err)
 }
 
+// yieldEvery is the least time between two yields of a loop that found no
+// events (pace). Stock gnet called runtime.Gosched before every blocking
+// wait. Gosched puts the loop on the global run queue and wakes an idle P's
+// thread to look for work (wakep); pace keeps a spare P (GOMAXPROCS is one
+// more than its loops), so with one new connection per request that was a
+// futex wake-up and a sleep, and two context switches, for almost every
+// connection (0.87 futex calls per connection under ab -c 50, against 0.15
+// with this). Goroutines made runnable by a loop do not wait for its yield:
+// the woken thread steals them, and the runtime's monitor preempts a loop
+// that runs 10 ms without yielding, as stock gnet relies on whenever a loop
+// never finds its queue empty.
+const yieldEvery = time.Millisecond
+
+// yield is runtime.Gosched; a test counts the calls.
+var yield = runtime.Gosched
+
 // Polling blocks the current goroutine, monitoring the registered file descriptors and waiting for network I/O.
 // When I/O occurs on any of the file descriptors, the provided callback function is invoked.
 func (p *Poller) Polling(callback PollEventHandler) error {
@@ -136,11 +153,16 @@ func (p *Poller) Polling(callback PollEventHandler) error {
 	var doChores bool
 
 	msec := -1
+	var lastYield time.Time
 	for {
 		n, err := unix.EpollWait(p.fd, el.events, msec)
 		if n == 0 || (n < 0 && err == unix.EINTR) {
 			msec = -1
-			runtime.Gosched()
+			// pace: yield at most once per yieldEvery (PACE.md).
+			if now := time.Now(); now.Sub(lastYield) >= yieldEvery {
+				lastYield = now
+				yield()
+			}
 			continue
 		} else if err != nil {
 			logging.Errorf("error occurs in epoll: %v", os.NewSyscallError("epoll_wait", err))

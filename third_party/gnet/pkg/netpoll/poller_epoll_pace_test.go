@@ -6,10 +6,17 @@
 package netpoll
 
 import (
+	"errors"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
+	"github.com/panjf2000/gnet/v2/pkg/queue"
 )
 
 // A Trigger after Close fails and writes nothing: the eventfd's number
@@ -51,5 +58,50 @@ func TestPaceTriggerAfterClose(t *testing.T) {
 	buf := make([]byte, 16)
 	if n, _ := unix.Read(rfd, buf); n > 0 {
 		t.Fatalf("Trigger after Close wrote %d bytes to descriptor %d, now a pipe", n, efd)
+	}
+}
+
+// A loop that keeps going idle yields at most once per yieldEvery: each
+// runtime.Gosched wakes the spare P's thread (see yieldEvery). Stock gnet
+// yielded on every empty poll, here once per task.
+func TestPaceYieldAtMostOncePerInterval(t *testing.T) {
+	var yields atomic.Int64
+	yield = func() { yields.Add(1); runtime.Gosched() }
+	defer func() { yield = runtime.Gosched }()
+
+	p, err := OpenPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Polling(func(int, uint32, uint16) error { return nil })
+	}()
+
+	const tasks = 1000
+	ran := make(chan struct{}, 1)
+	start := time.Now()
+	for i := 0; i < tasks; i++ {
+		if err := p.Trigger(queue.HighPriority, func(any) error { ran <- struct{}{}; return nil }, nil); err != nil {
+			t.Fatal(err)
+		}
+		<-ran
+		// Let the loop find its queue empty. time.Sleep would take a
+		// millisecond or more, and the test would pass without the patch.
+		for t0 := time.Now(); time.Since(t0) < 20*time.Microsecond; {
+		}
+	}
+	elapsed := time.Since(start)
+	if err := p.Trigger(queue.HighPriority, func(any) error { return errorx.ErrEngineShutdown }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, errorx.ErrEngineShutdown) {
+		t.Fatalf("Polling returned %v, want ErrEngineShutdown", err)
+	}
+	n := yields.Load()
+	limit := int64(elapsed/yieldEvery) + 1
+	if n < 1 || n > limit {
+		t.Errorf("%d idle polls in %v yielded %d times, want 1 to %d (at most one per %v)", tasks, elapsed, n, limit, yieldEvery)
 	}
 }
