@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 
 	"github.com/pace-proxy/pace/codec"
 	"github.com/pace-proxy/pace/metrics"
@@ -460,6 +461,16 @@ const (
 	keySweepSlots = 1024
 )
 
+// wakeTicker wakes the ticker if it waits, and lets it run before the
+// calling loop blocks (netpoll.HandOff). Loop.
+func (e *Engine) wakeTicker() {
+	select {
+	case e.wake <- struct{}{}:
+		netpoll.HandOff()
+	default:
+	}
+}
+
 // ticker drives each loop's timers: a sweep for deadlines every 100ms,
 // and a check every 2ms while some loop has parked, stalled or flushing
 // connections. When no loop has any, it sleeps until the next sweep or
@@ -561,10 +572,7 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	if n == 1 && e.asleep.Swap(false) {
-		select { // the ticker sleeps with nothing to time
-		case e.wake <- struct{}{}:
-		default:
-		}
+		e.wakeTicker() // it sleeps with nothing to time
 	}
 	lp := e.loopFor(c)
 	lp.newSession(c)

@@ -321,10 +321,7 @@ func (lp *loop) tickFn(sweep bool) gnet.Runnable {
 func (lp *loop) addWatch(w watcher) {
 	lp.watch = append(lp.watch, w)
 	if lp.watching.Swap(int32(len(lp.watch))) == 0 {
-		select {
-		case lp.e.wake <- struct{}{}:
-		default:
-		}
+		lp.e.wakeTicker()
 	}
 }
 

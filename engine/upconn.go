@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
 
 	"github.com/pace-proxy/pace/codec"
@@ -77,13 +78,16 @@ func (e *Engine) startDialers() {
 }
 
 // queueDial hands up to its backend's dial pool without blocking the
-// loop; if the queue is full it dials on a goroutine of its own. Loop.
+// loop; if the queue is full it dials on a goroutine of its own. Either
+// way the goroutine that dials is made runnable on this loop's P, and
+// HandOff lets it run before the loop blocks (see netpoll.HandOff). Loop.
 func (e *Engine) queueDial(up *upconn) {
 	select {
 	case e.dialq[up.be.Index] <- up:
 	default:
 		go e.dial(up)
 	}
+	netpoll.HandOff()
 }
 
 // dial connects to up.be off the loop and enrolls the connection into

@@ -236,6 +236,9 @@ func (el *eventloop) register(a any) error {
 		if !ccb.owner.CompareAndSwap(0, 1) {
 			return nil // enroll gave up on it and closed the descriptor
 		}
+		// pace: cb wakes Enroll's caller; HandOff lets it run before
+		// this loop blocks.
+		defer netpoll.HandOff()
 		defer ccb.cb()
 		if err := el.watch(c); err != nil {
 			ccb.err = err

@@ -138,15 +138,20 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 // queue and wakes an idle P's thread to look for work; pace keeps a spare P
 // (GOMAXPROCS is one more than its loops), so with a new connection per
 // request that was a futex wake-up and a sleep, and two context switches,
-// for almost every connection (0.87 futex calls per connection under
-// ab -c 50, against 0.11 with this). A loop that never yields is preempted
-// by the runtime's monitor after 10 ms, which also takes its P and makes
-// the monitor wake every 20 us for a while; stock gnet's loops took that
-// under load (0.0027 preemption signals and 0.085 monitor wake-ups per
-// request at 1,000 keep-alive connections, against 0.0006 and 0.048).
+// for almost every connection (1.14 futex calls per connection under
+// ab -c 50, against 0.12 with this). A loop that never yields is preempted
+// by the runtime's monitor after 10 ms, with a signal; when the loop is in
+// a system call then, the monitor takes its P, and after taking a P it
+// wakes every 20 us for a while. Stock gnet's busy loops took that (0.0030
+// preemption signals and 0.097 monitor wake-ups per request at 1,000
+// keep-alive connections, against 0.0008 and 0.052 with this).
 //
-// Goroutines that a loop makes runnable do not wait for its yield: the
-// spare P's thread steals them.
+// A goroutine that a loop makes runnable goes on the loop's own P. An idle
+// P's thread steals it at once; with no idle P (GOMAXPROCS set to the
+// loops, or the spare P busy) it waits until the loop yields, or blocks
+// and the monitor takes the P back, which can be 10-20 ms when the monitor
+// has been idle. Code that makes a goroutine runnable from a loop, and
+// needs it to run soon, calls HandOff.
 const yieldEvery = 2 * time.Millisecond
 
 // yield is runtime.Gosched; a test counts the calls.
@@ -160,9 +165,20 @@ func (p *Poller) Polling(callback PollEventHandler) error {
 
 	msec := -1
 	var lastYield time.Time
+	seenHandOffs := handOffs.Load()
 	for {
-		// pace: yield once per yieldEvery, idle or busy (PACE.md).
-		if now := time.Now(); now.Sub(lastYield) >= yieldEvery {
+		// pace: yield once per yieldEvery, idle or busy, and before
+		// blocking after a HandOff (PACE.md).
+		now := time.Now()
+		if h := handOffs.Load(); msec < 0 && h != seenHandOffs {
+			// Twice: one time in 61 the scheduler takes the global run
+			// queue first, where Gosched put this loop, and then the
+			// goroutine handed off would still wait on this P.
+			seenHandOffs = h
+			lastYield = now
+			yield()
+			yield()
+		} else if now.Sub(lastYield) >= yieldEvery {
 			lastYield = now
 			yield()
 		}

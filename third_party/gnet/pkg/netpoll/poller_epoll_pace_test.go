@@ -61,19 +61,17 @@ func TestPaceTriggerAfterClose(t *testing.T) {
 	}
 }
 
-// countYields runs p's loop while work runs, and returns how many times
-// the loop yielded and for how long it ran (at most that long: the time
-// from before it started to after it returned).
-func countYields(t *testing.T, p *Poller, work func()) (int64, time.Duration) {
+// countYields runs p's loop, with cb for its descriptors' events, while
+// work runs, and returns how many times the loop yielded and for how long
+// it ran (at most that long: from before it started to after it returned).
+func countYields(t *testing.T, p *Poller, cb PollEventHandler, work func()) (int64, time.Duration) {
 	t.Helper()
 	var yields atomic.Int64
 	yield = func() { yields.Add(1); runtime.Gosched() }
 	defer func() { yield = runtime.Gosched }()
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() {
-		done <- p.Polling(func(int, uint32, uint16) error { return nil })
-	}()
+	go func() { done <- p.Polling(cb) }()
 	work()
 	if err := p.Trigger(queue.HighPriority, func(any) error { return errorx.ErrEngineShutdown }, nil); err != nil {
 		t.Fatal(err)
@@ -84,31 +82,59 @@ func countYields(t *testing.T, p *Poller, work func()) (int64, time.Duration) {
 	return yields.Load(), time.Since(start)
 }
 
+// socketPair returns a connected pair of non-blocking Unix sockets, closed
+// at the end of the test.
+func socketPair(t *testing.T) [2]int {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fds[0]); _ = unix.Close(fds[1]) })
+	return [2]int{fds[0], fds[1]}
+}
+
+// spin waits d without sleeping: time.Sleep would take a millisecond or
+// more, and the loop would yield on time alone.
+func spin(d time.Duration) {
+	for t0 := time.Now(); time.Since(t0) < d; {
+	}
+}
+
+func noEvents(int, uint32, uint16) error { return nil }
+
 // A loop that keeps going idle yields at most once per yieldEvery: each
 // runtime.Gosched wakes the spare P's thread (see yieldEvery). Stock gnet
-// yielded on every empty poll, here once per task.
+// yielded on every empty poll, here once per readable event.
 func TestPaceYieldAtMostOncePerInterval(t *testing.T) {
 	p, err := OpenPoller()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	const tasks = 1000
-	ran := make(chan struct{}, 1)
-	n, elapsed := countYields(t, p, func() {
-		for i := 0; i < tasks; i++ {
-			if err := p.Trigger(queue.HighPriority, func(any) error { ran <- struct{}{}; return nil }, nil); err != nil {
+	fds := socketPair(t)
+	if err := p.AddRead(&PollAttachment{FD: fds[0]}, false); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan struct{}, 1)
+	buf := make([]byte, 16)
+	cb := func(fd int, _ uint32, _ uint16) error {
+		_, _ = unix.Read(fd, buf)
+		read <- struct{}{}
+		return nil
+	}
+	const events = 1000
+	n, elapsed := countYields(t, p, cb, func() {
+		for i := 0; i < events; i++ {
+			if _, err := unix.Write(fds[1], []byte("x")); err != nil {
 				t.Fatal(err)
 			}
-			<-ran
-			// Let the loop find its queue empty. time.Sleep would take a
-			// millisecond or more, and the test would pass without the patch.
-			for t0 := time.Now(); time.Since(t0) < 20*time.Microsecond; {
-			}
+			<-read
+			spin(20 * time.Microsecond) // let the loop find nothing more
 		}
 	})
 	if limit := int64(elapsed/yieldEvery) + 1; n < 1 || n > limit {
-		t.Errorf("%d idle polls in up to %v yielded %d times, want 1 to %d (at most one per %v)", tasks, elapsed, n, limit, yieldEvery)
+		t.Errorf("%d idle polls in up to %v yielded %d times, want 1 to %d (at most one per %v)", events, elapsed, n, limit, yieldEvery)
 	}
 }
 
@@ -121,12 +147,7 @@ func TestPaceYieldWhileBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	fds := socketPair(t)
 	if _, err := unix.Write(fds[1], []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +155,46 @@ func TestPaceYieldWhileBusy(t *testing.T) {
 	if err := p.AddRead(&PollAttachment{FD: fds[0]}, false); err != nil {
 		t.Fatal(err)
 	}
-	n, elapsed := countYields(t, p, func() { time.Sleep(100 * time.Millisecond) })
+	n, elapsed := countYields(t, p, noEvents, func() { time.Sleep(100 * time.Millisecond) })
 	if limit := int64(elapsed/yieldEvery) + 1; n < 2 || n > limit {
 		t.Errorf("a loop busy for up to %v yielded %d times, want 2 to %d (one per %v)", elapsed, n, limit, yieldEvery)
+	}
+}
+
+// After a HandOff a loop yields before it blocks, however recent its last
+// yield, and twice (see Polling), so that a goroutine it made runnable runs
+// even with no idle P. Here each event's callback hands off and the loop
+// then goes idle, so it yields about twice per event, far more often than
+// yieldEvery alone allows.
+func TestPaceYieldAfterHandOff(t *testing.T) {
+	p, err := OpenPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	fds := socketPair(t)
+	if err := p.AddRead(&PollAttachment{FD: fds[0]}, false); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan struct{}, 1)
+	buf := make([]byte, 16)
+	cb := func(fd int, _ uint32, _ uint16) error {
+		_, _ = unix.Read(fd, buf)
+		HandOff()
+		read <- struct{}{}
+		return nil
+	}
+	const events = 1000
+	n, elapsed := countYields(t, p, cb, func() {
+		for i := 0; i < events; i++ {
+			if _, err := unix.Write(fds[1], []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			<-read
+			spin(50 * time.Microsecond) // let the loop block
+		}
+	})
+	if limit := int64(elapsed/yieldEvery) + 1; n <= limit || n > 2*events+limit {
+		t.Errorf("%d events handed off, each followed by an idle poll, in up to %v: %d yields, want more than %d (yieldEvery alone) and at most %d", events, elapsed, n, limit, 2*events+limit)
 	}
 }
