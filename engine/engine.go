@@ -461,8 +461,9 @@ const (
 	keySweepSlots = 1024
 )
 
-// wakeTicker wakes the ticker if it waits, and lets it run before the
-// calling loop blocks (netpoll.HandOff). Loop.
+// wakeTicker signals the ticker (wake holds one signal, so the send fails
+// only when one is pending), and lets it run before the calling loop
+// blocks (netpoll.HandOff). Loop.
 func (e *Engine) wakeTicker() {
 	select {
 	case e.wake <- struct{}{}:

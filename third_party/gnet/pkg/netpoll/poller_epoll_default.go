@@ -130,8 +130,9 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 	return os.NewSyscallError("write", err)
 }
 
-// yieldEvery is how often a loop yields to the Go scheduler (pace): at
-// most once per yieldEvery, and at least that often while it has work.
+// yieldEvery is how often a loop yields to the Go scheduler (pace): once
+// per yieldEvery, idle or busy, and otherwise only before it blocks after
+// a HandOff.
 //
 // Stock gnet called runtime.Gosched after every poll that found no events,
 // and never while it found some. Gosched puts the loop on the global run
