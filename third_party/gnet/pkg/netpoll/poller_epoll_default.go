@@ -170,18 +170,21 @@ func (p *Poller) Polling(callback PollEventHandler) error {
 	for {
 		// pace: yield once per yieldEvery, idle or busy, and before
 		// blocking after a HandOff (PACE.md).
-		now := time.Now()
-		if h := handOffs.Load(); msec < 0 && h != seenHandOffs {
-			// Twice: one time in 61 the scheduler takes the global run
-			// queue first, where Gosched put this loop, and then the
-			// goroutine handed off would still wait on this P.
-			seenHandOffs = h
+		handedOff := false
+		if msec < 0 { // about to block: only then is a HandOff looked at
+			if h := handOffs.Load(); h != seenHandOffs {
+				seenHandOffs, handedOff = h, true
+			}
+		}
+		if now := time.Now(); handedOff || now.Sub(lastYield) >= yieldEvery {
 			lastYield = now
 			yield()
-			yield()
-		} else if now.Sub(lastYield) >= yieldEvery {
-			lastYield = now
-			yield()
+			if handedOff {
+				// Twice: one time in 61 the scheduler takes the global
+				// run queue first, where Gosched put this loop, and the
+				// goroutine handed off would still wait on this P.
+				yield()
+			}
 		}
 		n, err := unix.EpollWait(p.fd, el.events, msec)
 		if n == 0 || (n < 0 && err == unix.EINTR) {
