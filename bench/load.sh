@@ -257,15 +257,18 @@ rss_tree_kb() { # sets RSS_KB to the VmRSS sum of pid and all its descendants
 
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 CPU_TICKS=0
-cpu_tree_ticks() { # sets CPU_TICKS to the user+system CPU of pid and all its descendants
+CPU_SYS=0
+cpu_tree_ticks() { # sets CPU_TICKS to the user+system CPU of pid and all its descendants, CPU_SYS to the system part
 	local p st
 	CPU_TICKS=0
+	CPU_SYS=0
 	tree_pids "$@"
 	for p in "${TREE[@]}"; do
 		st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
 		st=${st##*) } # fields after "pid (comm) ": state is field 3, utime 14, stime 15
 		read -r -a st <<<"$st"
 		CPU_TICKS=$((CPU_TICKS + st[11] + st[12]))
+		CPU_SYS=$((CPU_SYS + st[12]))
 	done
 }
 
@@ -541,7 +544,7 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 rm -rf "$RAW"
 mkdir -p "$RAW"
 RESULTS=$OUT/results.tsv
-printf 'round\tproxy\tscenario\trps\tp50_us\tp99_us\tp999_us\terrors\trss_kb\tcpu_us_per_req\n' >"$RESULTS"
+printf 'round\tproxy\tscenario\trps\tp50_us\tp99_us\tp999_us\terrors\trss_kb\tcpu_us_per_req\tsys_pct\n' >"$RESULTS"
 
 SCENARIOS=()
 IFS=, read -r -a conns_list <<<"$CONNS"
@@ -564,18 +567,23 @@ stop_sampler() {
 }
 
 # cpu_mark: remembers the proxy's CPU ticks; cpu_ticks_since: sets TICKS to
-# the ticks used since, or "-" when there is no proxy process (direct).
+# the ticks used since and SYSPCT to the kernel's share of them in percent,
+# both "-" when there is no proxy process (direct) or no ticks.
 cpu_mark() {
 	CPU_MARK=-
 	[ -n "$PROXY_PID" ] || return 0
 	cpu_tree_ticks "$PROXY_PID"
 	CPU_MARK=$CPU_TICKS
+	SYS_MARK=$CPU_SYS
 }
 cpu_ticks_since() {
 	TICKS=-
+	SYSPCT=-
 	[ "$CPU_MARK" != - ] || return 0
 	cpu_tree_ticks "$PROXY_PID"
 	TICKS=$((CPU_TICKS - CPU_MARK))
+	[ "$TICKS" -gt 0 ] && SYSPCT=$(((CPU_SYS - SYS_MARK) * 100 / TICKS))
+	return 0
 }
 
 measure() { # round name scenario port
@@ -597,15 +605,15 @@ measure() { # round name scenario port
 		line=$(grep '^PACE_RESULT' "$log")
 		if [ -z "$line" ]; then
 			echo "!! $name $sc: wrk printed no result, see $log" >&2
-			printf '%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\t-\n' "$round" "$name" "$sc" "$RSS" >>"$RESULTS"
+			printf '%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\t-\t-\n' "$round" "$name" "$sc" "$RSS" >>"$RESULTS"
 			return
 		fi
-		echo "$line" | awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v hz="$CLK_TCK" '{
+		echo "$line" | awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v sys="$SYSPCT" -v hz="$CLK_TCK" '{
 			for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
 			rps = f["duration_us"] > 0 ? f["requests"] / (f["duration_us"] / 1e6) : 0
 			err = f["connect"] + f["read"] + f["write"] + f["status"] + f["timeout"]
 			cpu = ticks == "-" || f["requests"] == 0 ? "-" : sprintf("%.1f", ticks * 1e6 / hz / f["requests"])
-			printf "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\t%s\n", r, n, s, rps, f["p50_us"], f["p99_us"], f["p999_us"], err, rss, cpu
+			printf "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r, n, s, rps, f["p50_us"], f["p99_us"], f["p999_us"], err, rss, cpu, sys
 		}' >>"$RESULTS"
 		;;
 	ab-c50)
@@ -614,7 +622,7 @@ measure() { # round name scenario port
 		ab -q -n 10000 -c 50 "$url" >"$log" 2>&1
 		cpu_ticks_since
 		stop_sampler
-		awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v hz="$CLK_TCK" '
+		awk -v r="$round" -v n="$name" -v s="$sc" -v rss="$RSS" -v ticks="$TICKS" -v sys="$SYSPCT" -v hz="$CLK_TCK" '
 			/^Requests per second:/ { rps = $4 }
 			/^Failed requests:/ { err += $3 }
 			/^Non-2xx responses:/ { err += $3 }
@@ -624,11 +632,11 @@ measure() { # round name scenario port
 			END {
 				if (rps == "") { rps = 0; err = 10000 - done }
 				cpu = ticks == "-" || done == 0 ? "-" : sprintf("%.1f", ticks * 1e6 / hz / done)
-				printf "%s\t%s\t%s\t%.1f\t%s\t%s\t-\t%d\t%s\t%s\n", r, n, s, rps, p50 == "" ? "-" : p50, p99 == "" ? "-" : p99, err, rss, cpu
+				printf "%s\t%s\t%s\t%.1f\t%s\t%s\t-\t%d\t%s\t%s\t%s\n", r, n, s, rps, p50 == "" ? "-" : p50, p99 == "" ? "-" : p99, err, rss, cpu, sys
 			}' "$log" >>"$RESULTS"
 		;;
 	esac
-	tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "   %-9s %-9s %10s req/s  p50 %s us  p99 %s us  errors %s  rss %s KiB  cpu %s us/req\n", $2, $3, $4, $5, $6, $8, $9, $10 }'
+	tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "   %-9s %-9s %10s req/s  p50 %s us  p99 %s us  errors %s  rss %s KiB  cpu %s us/req%s\n", $2, $3, $4, $5, $6, $8, $9, $10, $11 == "-" ? "" : " (" $11 "% kernel)" }'
 }
 
 FAILED=""
@@ -693,6 +701,7 @@ aggregate() {
 		if ($9 != "-" && $9 + 0 > rss[k] + 0) rss[k] = $9
 		if ($9 == "-" && !(k in rss)) rss[k] = "-"
 		if ($10 != "-" && $10 != "") cpu[k] = cpu[k] " " $10
+		if ($11 != "-" && $11 != "") sys[k] = sys[k] " " $11
 		row[NR] = $0
 		if ($2 == "pace") pace[$1 SUBSEP $3] = $4
 	}
@@ -707,20 +716,22 @@ aggregate() {
 			split(k, nm, SUBSEP)
 			r = median(ratio[k])
 			c = median(cpu[k])
-			printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", nm[1], nm[2], median(rps[k]),
+			y = median(sys[k])
+			printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", nm[1], nm[2], median(rps[k]),
 				ms(median(p50[k])), ms(median(p99[k])), ms(median(p999[k])), err[k],
 				rss[k] == "-" || rss[k] == "" ? "-" : sprintf("%.1f", rss[k] / 1024),
 				c == "" ? "-" : sprintf("%.1f", c),
+				y == "" ? "-" : sprintf("%.0f", y),
 				r == "" ? "-" : sprintf("%.2f", r)
 		}
 	}' "$RESULTS"
 }
 
 SUMMARY=$(aggregate)
-HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	CPU us/req	vs pace"
+HEADER="proxy	scenario	req/s	p50 ms	p99 ms	p99.9 ms	errors	peak RSS MiB	CPU us/req	kernel %	vs pace"
 echo
 note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, wrk threads $WRK_THREADS, rate limit $RATELIMIT, deferred accept $DEFERRED, backend $BACKEND)"
-{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %11s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+{ echo "$HEADER"; echo "$SUMMARY"; } | awk -F'\t' 'NF { printf "%-9s %-9s %9s %8s %8s %9s %7s %13s %11s %9s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
 
 {
 	echo "# pace load results"
@@ -730,13 +741,14 @@ note "results (median of $ROUNDS round(s), $DURATION each, workers $WORKERS, wrk
 	echo "wrk threads $WRK_THREADS, keep-alive; backend event loops $BACKEND_LOOPS each (fast); ab-c50 is \`ab -n 10000 -c 50\` without keep-alive."
 	echo "req/s and latencies are medians over rounds; errors are summed (HTTP status >= 400 for wrk, non-2xx for ab, plus socket errors);"
 	echo "peak RSS is the proxy's process tree; CPU us/req is that tree's user+system CPU time during the measured run ÷ requests"
+	echo "kernel % is the system part of that time (median over rounds): mostly the loopback TCP stack and waking the peers, which no proxy avoids;"
 	echo "(the load tool and the backends share the same cores, so req/s ratios are smaller than CPU ratios);"
 	echo "\"vs pace\" is the median over rounds of req/s ÷ pace's req/s in that round."
 	[ -n "$FAILED" ] && echo && echo "**Failed checks:**$FAILED (no rows)."
 	echo
 	echo "| ${HEADER//	/ | } |"
-	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
-	echo "$SUMMARY" | awk -F'\t' 'NF { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	echo "$SUMMARY" | awk -F'\t' 'NF { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
 } >"$OUT/results.md"
 note "wrote $OUT/results.md, $RESULTS and raw logs in $RAW"
 
