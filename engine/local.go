@@ -41,9 +41,12 @@ func (s *session) serveMetrics() {
 	h = append(h, "\r\n"...)
 	h = appendConnection(h, s.closeAfter, s.minor)
 	h = append(h, "\r\n"...)
-	if s.writeClient(h) && !s.isHead {
-		s.writeClient(b.B)
+	body := b.B
+	if s.isHead {
+		body = nil
 	}
+	// The caller ends the exchange next (done).
+	s.writeClientv(h, body, s.closing())
 	s.lp.head = h[:0]
 	s.status = 200
 	s.bytesOut = int64(len(b.B))

@@ -36,7 +36,8 @@ type loop struct {
 	// allocation size class (TestSessionSize).
 	extra  [5]codec.Field
 	iov    [2][]byte
-	peek   [1]byte  // upconn.unread's receive buffer
+	peek   [1]byte // upconn.unread's receive buffer
+	end    endScratch
 	realIP [64]byte // X-Real-IP's value when it is not the peer's text
 
 	// Buffers of closed sessions, handed to new ones, so that one request

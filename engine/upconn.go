@@ -350,7 +350,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		if len(in) == 0 {
 			if s.headQueued {
 				s.headQueued = false
-				if !s.flushHead(nil) || s.up != up {
+				if !s.flushHead(nil, false) || s.up != up {
 					return gnet.None
 				}
 			}
@@ -401,7 +401,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			s.headQueued = true
 			if s.respBody.Done() {
 				s.headQueued = false
-				if !s.flushHead(nil) || s.up != up {
+				if !s.flushHead(nil, s.closing()) || s.up != up {
 					return gnet.None
 				}
 				s.finish()
@@ -419,12 +419,13 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			w = in[:n]
 		}
 		s.bytesOut += int64(len(w))
+		end := done && s.closing() // finish, just below, closes
 		if s.headQueued {
 			s.headQueued = false
-			if !s.flushHead(w) || s.up != up {
+			if !s.flushHead(w, end) || s.up != up {
 				return gnet.None
 			}
-		} else if len(w) > 0 && (!s.writeClient(w) || s.up != up) {
+		} else if len(w) > 0 && (!s.writeClientv(w, nil, end) || s.up != up) {
 			return gnet.None
 		}
 		up.consume(n)
@@ -544,21 +545,11 @@ func (s *session) writeResponseHead() bool {
 
 // flushHead writes the response head left in s.lp.head, together with
 // the first body bytes when there are some: one writev instead of two
-// writes. Loop.
-func (s *session) flushHead(body []byte) bool {
+// writes. end is writeClientv's. Loop.
+func (s *session) flushHead(body []byte, end bool) bool {
 	h := s.lp.head
 	s.lp.head = h[:0]
-	if len(body) == 0 {
-		return s.writeClient(h)
-	}
-	if s.dead || s.cl.c == nil {
-		return false
-	}
-	iov := &s.lp.iov
-	iov[0], iov[1] = h, body
-	_, _ = s.cl.c.Writev(iov[:])
-	iov[0], iov[1] = nil, nil
-	return !s.dead && s.cl.c != nil
+	return s.writeClientv(h, body, end)
 }
 
 // finish completes an exchange whose response was fully forwarded. Loop.

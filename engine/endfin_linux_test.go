@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The last response on a connection that closes after it reaches the
+// client in one segment with the FIN (writeClientv's end, sendEnd), for
+// proxied responses and for the answers pace makes itself. Counted with
+// TCP_INFO on the client's socket: the segments it received without data
+// are the SYN-ACK, pace's ACK of the request (sent at once at the start of
+// a connection) and, when it comes on its own, the FIN: 3 when the FIN
+// came alone, as it did before, 2 when it rode with the response.
+func TestLastResponseCarriesTheFIN(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	b := newNamedBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "hello from b\n")
+	})
+	p := startProxy(t, []string{b.addr()}, func(o *Options) {
+		on := true
+		o.RateLimit.Enabled = &on
+		o.RateLimit.MaxRequests = 3 // the 4th proxied request gets 429
+		o.RateLimit.WindowSeconds = 60
+	})
+	// A response that ends while gnet still holds some of it for a slow
+	// client (a 4 KiB receive buffer): the last bytes queue behind the
+	// rest, and all of it arrives, in order, before the FIN.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}}
+	bc, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	bc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(bc, "GET /big HTTP/1.0\r\n\r\n")
+	got, err := io.ReadAll(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(got, []byte("\r\n\r\n"))
+	if i < 0 || !bytes.Equal(got[i+4:], big) {
+		t.Fatalf("%d-byte response: got %d bytes, body intact %v", len(big), len(got), i >= 0 && bytes.Equal(got[i+4:], big))
+	}
+	for _, tc := range []struct {
+		name, req, status string
+	}{
+		{"proxied, HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 200 "},
+		{"proxied, Connection: close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 "},
+		{"metrics, Connection: close", "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 "},
+		{"429, HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 429 "},
+		{"400", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", "HTTP/1.1 400 "},
+	} {
+		c := dialProxy(t, p)
+		if _, err := io.WriteString(c, tc.req); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(c) // to the FIN
+		if err != nil || !strings.HasPrefix(string(got), tc.status) {
+			t.Fatalf("%s: read %.40q, %v; want %q...", tc.name, got, err, tc.status)
+		}
+		info := tcpInfo(t, c)
+		if bare := info.Segs_in - info.Data_segs_in; bare > 2 {
+			t.Errorf("%s: %d segments without data reached the client, want 2 (SYN-ACK, ACK): the FIN came on its own",
+				tc.name, bare)
+		}
+	}
+}
+
+func tcpInfo(t *testing.T, c net.Conn) *unix.TCPInfo {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || ierr != nil {
+		t.Fatal(err, ierr)
+	}
+	return info
+}
+
+func TestSkip(t *testing.T) {
+	for _, tc := range []struct {
+		n            int
+		wantA, wantB string
+	}{
+		{0, "head", "body"},
+		{2, "ad", "body"},
+		{4, "body", ""},
+		{6, "dy", ""},
+		{8, "", ""},
+	} {
+		a, b := skip([]byte("head"), []byte("body"), tc.n)
+		if string(a) != tc.wantA || string(b) != tc.wantB {
+			t.Errorf("skip(%q, %q, %d) = %q, %q, want %q, %q", "head", "body", tc.n, a, b, tc.wantA, tc.wantB)
+		}
+	}
+	if a, b := skip(nil, []byte("body"), 1); string(a) != "ody" || b != nil {
+		t.Errorf("skip(nil, %q, 1) = %q, %q, want %q, nil", "body", a, b, "ody")
+	}
+}
