@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -78,6 +79,59 @@ func TestLastResponseCarriesTheFIN(t *testing.T) {
 			t.Errorf("%s: %d segments without data reached the client, want 2 (SYN-ACK, ACK): the FIN came on its own",
 				tc.name, bare)
 		}
+	}
+}
+
+// A client that sends more after a Connection: close request, its bytes
+// reaching pace's kernel after gnet's last read and before the close:
+// closing a socket with unread input resets it and drops whatever is
+// still queued to send. The response must have left by then, FIN and
+// all, and reach the client before the reset; with the FIN only queued
+// behind it (MSG_MORE) until the close, most of these clients got the
+// reset alone.
+func TestLastResponseSurvivesLateClientBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	asked := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				r := bufio.NewReader(c)
+				for {
+					if _, err := readHead(r); err != nil {
+						c.Close()
+						return
+					}
+					asked <- c
+				}
+			}()
+		}
+	}()
+	p := startProxy(t, []string{ln.Addr().String()}, func(o *Options) { o.Server.Workers = 1 })
+	const rounds = 100
+	lost := 0
+	for i := 0; i < rounds; i++ {
+		c := dialProxy(t, p)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		bc := <-asked
+		io.WriteString(bc, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
+		c.Write([]byte("X")) // races pace's close of this connection
+		got, err := io.ReadAll(c)
+		if !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "\r\n\r\nhello\n") {
+			lost++
+			t.Logf("round %d: read %q, %v", i, got, err)
+		}
+		c.Close()
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d responses lost to the reset of a client that sent more", lost, rounds)
 	}
 }
 

@@ -14,10 +14,13 @@ type endScratch struct {
 }
 
 // sendEnd writes a and then b, the last bytes a client connection
-// carries, with MSG_MORE: the kernel holds them (a partial segment) until
-// the close or shutdown the caller makes next, whose FIN then leaves in
-// the same segment. It returns the bytes written; 0 on any error, which
-// the caller's gnet write then meets and handles. Loop.
+// carries, with MSG_MORE, so that the kernel holds them (a partial
+// segment), and when all of them went, shuts the writing side at once:
+// the FIN joins the held segment and both leave now. The close that
+// follows only releases the socket, and the reset it sends if the client
+// sent more meanwhile comes after the response instead of discarding it.
+// It returns the bytes written; 0 on any error, which the caller's gnet
+// write then meets and handles. Loop.
 func (l *loop) sendEnd(fd int, a, b []byte) int {
 	x := &l.end
 	n := 0
@@ -37,6 +40,9 @@ func (l *loop) sendEnd(fd int, a, b []byte) int {
 	*x = endScratch{} // no references to the buffers outlive the call
 	if errno != 0 {
 		return 0
+	}
+	if int(r) == len(a)+len(b) {
+		_ = unix.Shutdown(fd, unix.SHUT_WR)
 	}
 	return int(r)
 }

@@ -764,14 +764,13 @@ func (s *session) writeClient(b []byte) bool { return s.writeClientv(b, nil, fal
 
 // writeClientv queues a and then b (b may be empty) for the client, one
 // system call for both. end says they are the last bytes the connection
-// carries: the exchange is over and the caller ends it (done,
-// closeGracefully) before its callback returns, closing the connection
-// or shutting its writing side. With nothing queued ahead of them they
-// are then written with MSG_MORE (sendEnd), so that the FIN goes in the
-// same segment instead of one of its own: a one-request connection's
-// client is woken once for its answer and the end of it, not twice, and
-// under ab pace spends 10-14% less CPU per connection. gnet writes
-// what sendEnd did not. The result is writeClient's. Loop.
+// carries: the exchange is over, and the caller ends it (done,
+// closeGracefully), which closes the connection. With nothing queued
+// ahead of them, sendEnd then writes them and the FIN in one segment
+// instead of two: a one-request connection's client is woken once for
+// its answer and the end of it, not twice, and under ab pace spends
+// about 10% less CPU per connection. gnet writes what sendEnd did not,
+// and the FIN follows it at the close. The result is writeClient's. Loop.
 func (s *session) writeClientv(a, b []byte, end bool) bool {
 	if s.dead || s.cl.c == nil {
 		return false
