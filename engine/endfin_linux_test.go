@@ -120,7 +120,12 @@ func TestLastResponseSurvivesLateClientBytes(t *testing.T) {
 	for i := 0; i < rounds; i++ {
 		c := dialProxy(t, p)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		bc := <-asked
+		var bc net.Conn
+		select {
+		case bc = <-asked:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the request did not reach the backend", i)
+		}
 		io.WriteString(bc, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
 		c.Write([]byte("X")) // races pace's close of this connection
 		got, err := io.ReadAll(c)
@@ -151,23 +156,58 @@ func tcpInfo(t *testing.T, c net.Conn) *unix.TCPInfo {
 	return info
 }
 
-func TestSkip(t *testing.T) {
+// sendEnd shuts the writing side only when the kernel took everything: a
+// response it took part of still has bytes for gnet to write.
+func TestSendEndShutsOnlyWhenAllWent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var lp loop
 	for _, tc := range []struct {
-		n            int
-		wantA, wantB string
+		name  string
+		size  int
+		whole bool // sendEnd takes all of it
 	}{
-		{0, "head", "body"},
-		{2, "ad", "body"},
-		{4, "body", ""},
-		{6, "dy", ""},
-		{8, "", ""},
+		{"partial", 8 << 20, false},
+		{"whole", 4, true},
 	} {
-		a, b := skip([]byte("head"), []byte("body"), tc.n)
-		if string(a) != tc.wantA || string(b) != tc.wantB {
-			t.Errorf("skip(%q, %q, %d) = %q, %q, want %q, %q", "head", "body", tc.n, a, b, tc.wantA, tc.wantB)
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+		}}
+		cc, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		rc, err := sc.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := bytes.Repeat([]byte("x"), tc.size)
+		var n int
+		var state uint8
+		rc.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+			n = lp.sendEnd(int(fd), out[:tc.size/2], out[tc.size/2:])
+			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				state = info.State
+			}
+		})
+		if (n == tc.size) != tc.whole || n <= 0 {
+			t.Fatalf("%s: sendEnd wrote %d of %d bytes", tc.name, n, tc.size)
+		}
+		if open := state == tcpEstablished; open == tc.whole {
+			t.Errorf("%s: after sendEnd wrote %d of %d bytes the socket is in TCP state %d, want the writing side shut only when all went",
+				tc.name, n, tc.size, state)
 		}
 	}
-	if a, b := skip(nil, []byte("body"), 1); string(a) != "ody" || b != nil {
-		t.Errorf("skip(nil, %q, 1) = %q, %q, want %q, nil", "body", a, b, "ody")
-	}
 }
+
+const tcpEstablished = 1 // TCP_ESTABLISHED, include/net/tcp_states.h

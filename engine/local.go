@@ -45,13 +45,16 @@ func (s *session) serveMetrics() {
 	if s.isHead {
 		body = nil
 	}
-	// The caller ends the exchange next (done).
-	s.writeClientv(h, body, s.closing())
 	s.lp.head = h[:0]
 	s.status = 200
 	s.bytesOut = int64(len(b.B))
-	bytebufferpool.Put(b)
+	// Counted before the write, as localWith does: a write that fails
+	// closes the client, and its session, from inside it.
 	s.record() // the histogram and the access log, like every request
+	// The caller ends the exchange next (done), as writeClientv's end
+	// requires.
+	s.writeClientv(h, body, s.closing())
+	bytebufferpool.Put(b)
 }
 
 // allowed reports whether addr is in one of the prefixes. Any goroutine.

@@ -14,13 +14,14 @@ type endScratch struct {
 }
 
 // sendEnd writes a and then b, the last bytes a client connection
-// carries, with MSG_MORE, so that the kernel holds them (a partial
-// segment), and when all of them went, shuts the writing side at once:
-// the FIN joins the held segment and both leave now. The close that
-// follows only releases the socket, and the reset it sends if the client
-// sent more meanwhile comes after the response instead of discarding it.
-// It returns the bytes written; 0 on any error, which the caller's gnet
-// write then meets and handles. Loop.
+// carries, with MSG_MORE, so that the kernel holds their last partial
+// segment, and when it took all of them, shuts the writing side at once:
+// the FIN joins that segment, which leaves now. The close that follows
+// only releases the socket; the reset it sends if the client sent more
+// meanwhile no longer catches a response held for the FIN (a response
+// the peer's window still holds back is dropped by it, as it would be
+// after a plain write). It returns the bytes written; 0 on any error,
+// which the caller's gnet write then meets and handles. Loop.
 func (l *loop) sendEnd(fd int, a, b []byte) int {
 	x := &l.end
 	n := 0

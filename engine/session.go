@@ -712,8 +712,8 @@ func (s *session) localWith(status int, reason, body, extra string) {
 	// Counted before the write: a write that fails closes the client
 	// from inside it, and closed() must not count the request again.
 	s.record()
-	// Every caller ends the exchange next (done, closeGracefully): a
-	// closing connection's FIN may wait for these bytes.
+	// Every caller ends the exchange next (done, closeGracefully), as
+	// writeClientv's end requires: it may shut the writing side.
 	s.writeClientv(h, nil, s.closing()) // a parked client is written to: only its reading is paused
 }
 
@@ -765,7 +765,8 @@ func (s *session) writeClient(b []byte) bool { return s.writeClientv(b, nil, fal
 // writeClientv queues a and then b (b may be empty) for the client, one
 // system call for both. end says they are the last bytes the connection
 // carries: the exchange is over, and the caller ends it (done,
-// closeGracefully), which closes the connection. With nothing queued
+// closeGracefully), which closes the connection; nothing may be written
+// to it after them. With nothing queued
 // ahead of them, sendEnd then writes them and the FIN in one segment
 // instead of two: a one-request connection's client is woken once for
 // its answer and the end of it, not twice, and under ab pace spends
