@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,13 +38,7 @@ func TestLastResponseCarriesTheFIN(t *testing.T) {
 	// A response that ends while gnet still holds some of it for a slow
 	// client (a 4 KiB receive buffer): the last bytes queue behind the
 	// rest, and all of it arrives, in order, before the FIN.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-	}}
-	bc, err := d.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bc := lingerClient(t, p)
 	defer bc.Close()
 	bc.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(bc, "GET /big HTTP/1.0\r\n\r\n")
@@ -90,31 +83,18 @@ func TestLastResponseCarriesTheFIN(t *testing.T) {
 // behind it (MSG_MORE) until the close, most of these clients got the
 // reset alone.
 func TestLastResponseSurvivesLateClientBytes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	// The backend hands each request's connection to the test, which
+	// answers it.
 	asked := make(chan net.Conn)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				r := bufio.NewReader(c)
-				for {
-					if _, err := readHead(r); err != nil {
-						c.Close()
-						return
-					}
-					asked <- c
-				}
-			}()
+	be := headsBackend(t, func(c net.Conn, _ *bufio.Reader, _ string) bool {
+		select {
+		case asked <- c:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
 		}
-	}()
-	p := startProxy(t, []string{ln.Addr().String()}, func(o *Options) { o.Server.Workers = 1 })
+	})
+	p := startProxy(t, []string{be}, func(o *Options) { o.Server.Workers = 1 })
 	const rounds = 100
 	lost := 0
 	for i := 0; i < rounds; i++ {
@@ -173,13 +153,7 @@ func TestSendEndShutsOnlyWhenAllWent(t *testing.T) {
 		{"partial", 8 << 20, false},
 		{"whole", 4, true},
 	} {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-		}}
-		cc, err := d.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		cc := smallWindowDial(t, ln.Addr().String())
 		defer cc.Close()
 		sc, err := ln.Accept()
 		if err != nil {

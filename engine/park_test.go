@@ -579,12 +579,16 @@ func waitUpParked(lp *loop, d time.Duration) bool {
 
 // lingerClient dials p with a 4 KiB receive buffer, so that pace parks it
 // quickly.
-func lingerClient(t *testing.T, p *testProxy) net.Conn {
+func lingerClient(t *testing.T, p *testProxy) net.Conn { return smallWindowDial(t, p.addr) }
+
+// smallWindowDial dials addr with a 4 KiB receive buffer: the sender's
+// queue fills after a few KiB the client has not read.
+func smallWindowDial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	c, err := d.Dial("tcp", p.addr)
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
