@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -185,3 +186,27 @@ func TestSendEndShutsOnlyWhenAllWent(t *testing.T) {
 }
 
 const tcpEstablished = 1 // TCP_ESTABLISHED, include/net/tcp_states.h
+
+// A response is counted before its last bytes leave: a client that has
+// read a closing response to its end (the FIN now comes with the last
+// bytes, before pace's close) and reads the metrics at once finds it
+// counted.
+func TestResponseCountedBeforeItsEnd(t *testing.T) {
+	b := newNamedBackend(t, "b", nil)
+	p := startProxy(t, []string{b.addr()}, nil)
+	var buf bytes.Buffer
+	for i := 1; i <= 200; i++ {
+		c := dialProxy(t, p)
+		io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		buf.Reset()
+		p.e.met.WritePrometheus(&buf)
+		want := fmt.Sprintf("http_requests_duration_seconds_count{method=\"GET\",status=\"200\"} %d\n", i)
+		if !bytes.Contains(buf.Bytes(), []byte(want)) {
+			t.Fatalf("response %d read to its end, but the metrics lack %q", i, strings.TrimSpace(want))
+		}
+	}
+}

@@ -401,6 +401,7 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 			s.headQueued = true
 			if s.respBody.Done() {
 				s.headQueued = false
+				s.record() // before the response is out: see below
 				if !s.flushHead(nil, s.closing()) || s.up != up {
 					return gnet.None
 				}
@@ -420,6 +421,13 @@ func (s *session) pumpResponse(inCb bool) gnet.Action {
 		}
 		s.bytesOut += int64(len(w))
 		end := done && s.closing() // finish, just below, closes
+		if done {
+			// Counted before the last bytes go, as local answers are:
+			// a client that has its whole response (with a closing
+			// connection, the FIN too) and scrapes /metrics at once,
+			// through another loop, finds it counted.
+			s.record()
+		}
 		if s.headQueued {
 			s.headQueued = false
 			if !s.flushHead(w, end) || s.up != up {
