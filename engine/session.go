@@ -766,12 +766,12 @@ func (s *session) writeClient(b []byte) bool { return s.writeClientv(b, nil, fal
 // system call for both. end says they are the last bytes the connection
 // carries: the exchange is over, and the caller ends it (done,
 // closeGracefully), which closes the connection; nothing may be written
-// to it after them. With nothing queued
-// ahead of them, sendEnd then writes them and the FIN in one segment
-// instead of two: a one-request connection's client is woken once for
-// its answer and the end of it, not twice, and under ab pace spends
-// about 10% less CPU per connection. gnet writes what sendEnd did not,
-// and the FIN follows it at the close. The result is writeClient's. Loop.
+// to it after them. With nothing queued ahead of them, sendEnd then
+// writes them and the FIN in one segment instead of two: a one-request
+// connection's client is woken once for its answer and the end of it,
+// not twice, and under ab pace spends about 10% less CPU per
+// connection. gnet writes what sendEnd did not, and the FIN follows it
+// at the close. The result is writeClient's. Loop.
 func (s *session) writeClientv(a, b []byte, end bool) bool {
 	if s.dead || s.cl.c == nil {
 		return false
